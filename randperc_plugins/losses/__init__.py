@@ -1,0 +1,1 @@
+"""Framework-free losses: import torch only."""

@@ -1,0 +1,160 @@
+"""What both core losses share: input checks, weight masks, reductions, precision and seeded generators.
+
+Imports torch only. Every check raises an exception that names the argument, what was expected and
+what came (never ``assert``, which ``python -O`` removes).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> str:
+    """Return ``reduction`` if it is one of ``'mean'``, ``'sum'``, ``'none'``; raise otherwise."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
+    """Reduce a per-sample loss of shape ``[N]`` to a scalar (``mean``/``sum``) or keep it (``none``)."""
+    check_reduction(reduction)
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def check_image_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
+                     target_name: str = "target") -> None:
+    """Check two ``(N, C, H, W)`` floating tensors of the same shape and a finite target.
+
+    Raises:
+        TypeError: if either is not a floating-point tensor.
+        ValueError: if either is not 4-D, the shapes differ, or the target holds NaN or Inf.
+    """
+    for name, t in ((pred_name, pred), (target_name, target)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {t.dtype}")
+        if t.dim() != 4:
+            raise ValueError(f"`{name}` must have shape (N, C, H, W), got {tuple(t.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"`{pred_name}` and `{target_name}` must have the same shape, got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+    check_finite(target, target_name)
+
+
+def check_finite(t: Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``t`` holds NaN or Inf."""
+    if not torch.isfinite(t).all():
+        raise ValueError(f"`{name}` must be finite, but it holds NaN or Inf")
+
+
+def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight") -> Optional[Tensor]:
+    """Turn a per-pixel weight of shape ``(N, H, W)`` or ``(N, 1, H, W)`` into ``(N, 1, H, W)``.
+
+    The mask is returned in ``like``'s dtype and device (floating). Pixels with weight 0 (such as an
+    ignored label) are the ones the losses leave out. ``None`` stays ``None``.
+
+    Raises:
+        ValueError: if the shape does not match ``like``'s batch and spatial size.
+    """
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor or None, got {type(weight).__name__}")
+    n, _, h, w = like.shape
+    if weight.dim() == 3:
+        weight = weight.unsqueeze(1)
+    if weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[0] != n or weight.shape[2:] != (h, w):
+        raise ValueError(f"`{name}` must have shape ({n}, {h}, {w}) or ({n}, 1, {h}, {w}), "
+                         f"got {tuple(weight.shape)}")
+    if weight.is_floating_point():
+        check_finite(weight, name)
+    if weight.dtype == torch.bool or not weight.is_floating_point():
+        weight = weight.to(torch.float32)
+    return weight.to(device=like.device, dtype=like.dtype)
+
+
+def compute_dtype(*tensors: Tensor, accumulate: Optional[torch.dtype] = None) -> torch.dtype:
+    """The precision a loss computes in: float64 if any input is float64 (or asked), else float32.
+
+    Half-precision inputs (float16, bfloat16) are promoted, because sums of squared differences over
+    many pixels or patches overflow or cancel in 16 bits.
+    """
+    if accumulate is not None:
+        if accumulate not in (torch.float32, torch.float64):
+            raise ValueError(f"`accumulate_dtype` must be torch.float32 or torch.float64, got {accumulate}")
+        return accumulate
+    if any(t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: draws from it are bit-identical on every process and
+    machine, and the global RNG stream stays untouched."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return gen
+
+
+def probabilities_and_one_hot(logits: Tensor, label: Tensor, ignore_index: Optional[int] = 255,
+                              weight: Optional[Tensor] = None):
+    """Turn segmentation logits and an integer label map into what the perceptual losses compare.
+
+    Args:
+        logits: ``(N, C, H, W)`` raw scores. With ``C > 1`` they become softmax probabilities; with
+            ``C == 1`` (binary segmentation) a sigmoid foreground probability.
+        label: ``(N, H, W)`` integer class indices at the same resolution; ``ignore_index`` marks void
+            and padding pixels.
+        ignore_index: label value to leave out, or ``None``.
+        weight: optional per-pixel weight ``(N, H, W)`` or ``(N, 1, H, W)``, multiplied into the mask.
+
+    Returns:
+        ``(probabilities, one_hot, mask)``: two ``(N, C, H, W)`` tensors in float32 (float64 for float64
+        logits) and an ``(N, 1, H, W)`` mask that is 0 on ignored pixels.
+
+    Raises:
+        ValueError: if shapes disagree or a label that is not ignored lies outside ``[0, C)``.
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 4:
+        got = f"dtype {logits.dtype}, shape {tuple(logits.shape)}" if isinstance(logits, Tensor) \
+            else type(logits).__name__
+        raise ValueError(f"`cls_score` must be floating-point logits of shape (N, C, H, W), got {got}")
+    if label.dim() == 4 and label.shape[1] == 1:
+        label = label[:, 0]
+    n, c, h, w = logits.shape
+    if label.shape != (n, h, w):
+        raise ValueError(f"`label` must have shape ({n}, {h}, {w}) to match `cls_score` "
+                         f"{tuple(logits.shape)}, got {tuple(label.shape)}")
+    if label.is_floating_point():
+        raise TypeError(f"`label` must hold integer class indices, got dtype {label.dtype}")
+    valid = label >= 0
+    if ignore_index is not None:
+        valid &= label != ignore_index
+    num_classes = max(c, 2)
+    if valid.any() and int(label[valid].max()) >= num_classes:
+        raise ValueError(f"`label` holds class {int(label[valid].max())}, but `cls_score` has {c} "
+                         f"channels (ignore_index={ignore_index})")
+    dtype = compute_dtype(logits)
+    clean = torch.where(valid, label, torch.zeros_like(label)).long()
+    if c == 1:
+        probabilities = torch.sigmoid(logits.to(dtype))
+        one_hot = clean.unsqueeze(1).to(dtype)
+    else:
+        probabilities = torch.softmax(logits.to(dtype), dim=1)
+        one_hot = torch.nn.functional.one_hot(clean, c).permute(0, 3, 1, 2).to(dtype)
+    mask = valid.unsqueeze(1).to(dtype)
+    if weight is not None:
+        mask = mask * as_weight_mask(weight, probabilities)
+    return probabilities, one_hot, mask

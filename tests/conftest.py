@@ -1,0 +1,28 @@
+"""Project-wide pytest options: the opt-in ``slow`` marker and the ``detectron2`` skip."""
+import importlib.util
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS_DIR = os.path.join(REPO_ROOT, "tools")
+if TOOLS_DIR not in sys.path:  # the tools are scripts, not a package: tests import them by name
+    sys.path.insert(0, TOOLS_DIR)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (end-to-end training runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
+    has_d2 = importlib.util.find_spec("detectron2") is not None
+    skip_d2 = pytest.mark.skip(reason="detectron2 is not installed; build it from its source "
+                                      "(see README, 'Detectron2')")
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "detectron2" in item.keywords and not has_d2:
+            item.add_marker(skip_d2)
