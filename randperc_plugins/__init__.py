@@ -1,3 +1,11 @@
-"""Training-free perceptual losses for dense prediction and image synthesis."""
+"""Training-free perceptual losses for dense prediction and image synthesis.
+
+The core losses (``randperc_plugins.losses``) import torch only. Framework adapters register them
+where they are imported: ``randperc_plugins.mmseg`` (MMSegmentation).
+"""
+from .losses import (PatchMMDLoss, RandomCNNPerceptualLoss, patch_mmd,
+                     random_cnn_perceptual_loss)
 
 __version__ = "0.1.0"
+__all__ = ["RandomCNNPerceptualLoss", "random_cnn_perceptual_loss", "PatchMMDLoss", "patch_mmd",
+           "__version__"]

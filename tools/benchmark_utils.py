@@ -46,7 +46,9 @@ def _rss_bytes() -> int:
 
 def _child_peak(fn: Callable[[], object], queue) -> None:
     try:
-        torch.set_num_threads(torch.get_num_threads())
+        # A forked child inherits the parent's OpenMP pool in a broken state and can hang in its first
+        # parallel region; one thread avoids it (only memory is measured here, never time).
+        torch.set_num_threads(1)
         start = _rss_bytes()
         fn()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

@@ -98,6 +98,29 @@ def compute_dtype(*tensors: Tensor, accumulate: Optional[torch.dtype] = None) ->
     return torch.float32
 
 
+def check_max_size(max_size) -> Optional[int]:
+    """Return ``max_size`` if it is a positive int or ``None``; raise ``ValueError`` otherwise."""
+    if max_size is None:
+        return None
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
+        raise ValueError(f"`max_size` must be a positive int or None, got {max_size!r}")
+    return max_size
+
+
+def reduced_size(h: int, w: int, max_size: Optional[int]):
+    """``(h, w)`` scaled (aspect ratio kept) so that the longer side is at most ``max_size``."""
+    if max_size is None or max(h, w) <= max_size:
+        return h, w
+    scale = max_size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def area_resize(x: Tensor, size) -> Tensor:
+    """Area (box-average) resize of ``(N, C, H, W)`` to ``size``; the input itself when already there."""
+    size = tuple(size)
+    return x if tuple(x.shape[-2:]) == size else torch.nn.functional.interpolate(x, size=size, mode="area")
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``: draws from it are bit-identical on every process and
     machine, and the global RNG stream stays untouched."""

@@ -1,0 +1,665 @@
+"""Generic Perceptual Loss: prediction and target compared through a frozen, randomly weighted CNN.
+
+Liu, Chen, Chen, Yin and Shen, "Generic Perceptual Loss for Modeling Structured Output Dependencies",
+CVPR 2021 (arXiv:2103.10571), show that the features of a randomly initialised, never trained deep
+CNN capture the structure of outputs: comparing prediction and target through several of its layers
+improves semantic and instance segmentation and depth estimation over a pixel loss alone, and in
+super-resolution a random network is on par with a pretrained VGG as the loss network.
+
+* :class:`RandomCNNSpec`: the random network (VGG-style stages of 3x3 convolutions, an activation,
+  a pooling between stages), its initialisation and the compared layers;
+* :func:`random_cnn_weights`: the one place where weights are drawn (seeded CPU generator, float32);
+* :func:`random_cnn_features`: the forward pass, returning the compared layers;
+* :func:`random_cnn_perceptual_loss` (functional) and :class:`RandomCNNPerceptualLoss` (module).
+
+Imports torch only.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._utils import (area_resize, as_weight_mask, check_image_pair, check_max_size, check_reduction,
+                     compute_dtype, reduce_per_sample, reduced_size, seeded_generator)
+
+__all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_perceptual_loss",
+           "random_cnn_weights", "random_cnn_features", "layer_names", "gpl_positions",
+           "VGG19_WIDTHS", "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED"]
+
+#: Convolution widths of VGG-19's five stages (Simonyan and Zisserman, 2015), the network the
+#: Generic Perceptual Loss paper randomises.
+VGG19_WIDTHS: Tuple[Tuple[int, ...], ...] = (
+    (64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
+
+#: Layers compared by default: the last activation of the first three stages (our choice, the
+#: paper does not state it; see :class:`RandomCNNPerceptualLoss`).
+DEFAULT_LAYERS: Tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_4")
+
+#: Default ``max_size``: the loss is computed on inputs whose longer side is at most this many pixels
+#: (chosen with ``tools/bench_random_cnn.py``; see :class:`RandomCNNPerceptualLoss`).
+DEFAULT_MAX_SIZE: Optional[int] = 256
+
+#: Default seed of the random network.
+DEFAULT_SEED: int = 0
+
+_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "identity")
+_POOLINGS = ("max", "avg", "none")
+_INITS = ("gpl", "kaiming", "xavier", "normal")
+_DISTANCES = ("l1", "mse", "smooth_l1")
+_LEAKY_SLOPE = 0.2
+_NORM_EPS = 1e-10
+_MASK_EPS = 1e-12
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------
+def _as_widths(widths) -> Tuple[Tuple[int, ...], ...]:
+    try:
+        stages = tuple(tuple(stage) if isinstance(stage, (list, tuple)) else (stage,) for stage in widths)
+    except TypeError:
+        raise ValueError(f"`widths` must be a sequence of stages, each a sequence of positive ints, "
+                         f"got {widths!r}") from None
+    ok = len(stages) > 0 and all(
+        len(s) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in s)
+        for s in stages)
+    if not ok:
+        raise ValueError(f"`widths` must be a non-empty sequence of stages, each a non-empty "
+                         f"sequence of positive ints, got {widths!r}")
+    return stages
+
+
+@dataclass(frozen=True)
+class RandomCNNSpec:
+    """A VGG-style random network: stages of ``k x k`` convolutions, each followed by an activation,
+    with a 2x2 pooling of stride 2 after every stage; and the layers whose features are compared.
+
+    Layers are named like VGG's: ``conv{s}_{i}`` (the ``i``-th convolution of stage ``s``, before
+    its activation), ``relu{s}_{i}`` (after it; also called ``act{s}_{i}``, whatever the
+    activation), ``pool{s}`` (after the pooling that ends stage ``s``), all 1-based. The network is
+    cut after the deepest compared layer, so unused stages cost nothing.
+
+    Args:
+        widths: output channels of each convolution, stage by stage. Default: VGG-19's.
+        kernel_size: an odd int, or one per stage; padding keeps the spatial size ('same').
+        activation: ``'relu'`` (default, as VGG), ``'leaky_relu'`` (slope 0.2), ``'tanh'`` or
+            ``'identity'``.
+        pooling: ``'max'`` (default, as VGG), ``'avg'`` or ``'none'`` (no downsampling). Pooling uses
+            ``ceil_mode``, so an odd size keeps its last row/column and a 1-pixel map stays 1 pixel.
+        layers: the compared layers. Default :data:`DEFAULT_LAYERS`.
+        init: ``'gpl'`` (default; the paper's scheme as read in third-party code citing it: the
+            convolution at 1-based position ``l`` of the layer sequence, activations and pools
+            counted, is drawn from ``N(0, 2 / (l * fan_in))``), ``'kaiming'`` (``N(0, gain^2 /
+            fan_in)``), ``'xavier'`` (``N(0, gain^2 * 2 / (fan_in + fan_out))``) or ``'normal'``
+            (``N(0, init_std^2)``). Biases are 0 (there are none).
+        init_std: standard deviation for ``init='normal'``.
+    """
+
+    widths: Tuple[Tuple[int, ...], ...] = VGG19_WIDTHS
+    kernel_size: Union[int, Tuple[int, ...]] = 3
+    activation: str = "relu"
+    pooling: str = "max"
+    layers: Tuple[str, ...] = DEFAULT_LAYERS
+    init: str = "gpl"
+    init_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        widths = _as_widths(self.widths)
+        object.__setattr__(self, "widths", widths)
+        ks = self.kernel_size
+        ks = tuple(ks) if isinstance(ks, (list, tuple)) else (ks,) * len(widths)
+        if len(ks) != len(widths) or any(
+                not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in ks):
+            raise ValueError(f"`kernel_size` must be an odd positive int or one per stage "
+                             f"({len(widths)}), got {self.kernel_size!r}")
+        object.__setattr__(self, "kernel_size", ks)
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"`activation` must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"`pooling` must be one of {_POOLINGS}, got {self.pooling!r}")
+        if self.init not in _INITS:
+            raise ValueError(f"`init` must be one of {_INITS}, got {self.init!r}")
+        if not (isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std)
+                and self.init_std > 0):
+            raise ValueError(f"`init_std` must be a positive float, got {self.init_std!r}")
+        layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
+        if len(layers) == 0:
+            raise ValueError("`layers` must name at least one layer, got an empty sequence")
+        known = layer_names(widths, self.pooling)
+        canonical = []
+        for name in layers:
+            key = name.replace("act", "relu", 1) if isinstance(name, str) and name.startswith("act") \
+                else name
+            if key not in known:
+                raise ValueError(f"`layers` holds {name!r}, which is not a layer of this network; "
+                                 f"known: {', '.join(known)}")
+            if key in canonical:
+                raise ValueError(f"`layers` names {name!r} twice")
+            canonical.append(key)
+        # Compare in network order, whatever order they were given in.
+        object.__setattr__(self, "layers", tuple(sorted(canonical, key=known.index)))
+
+    @property
+    def num_convs(self) -> int:
+        """Convolutions up to the deepest compared layer (those that are drawn and run)."""
+        deepest = self.layers[-1]
+        count = 0
+        for s, stage in enumerate(self.widths, 1):
+            for i in range(1, len(stage) + 1):
+                count += 1
+                if deepest in (f"conv{s}_{i}", f"relu{s}_{i}"):
+                    return count
+            if deepest == f"pool{s}":
+                return count
+        raise AssertionError("unreachable: layers are validated")  # pragma: no cover
+
+
+def layer_names(widths=VGG19_WIDTHS, pooling: str = "max") -> List[str]:
+    """All layer names of a network with these ``widths``, in order (``pool{s}`` only if pooling)."""
+    names = []
+    for s, stage in enumerate(_as_widths(widths), 1):
+        for i in range(1, len(stage) + 1):
+            names += [f"conv{s}_{i}", f"relu{s}_{i}"]
+        if pooling != "none":
+            names.append(f"pool{s}")
+    return names
+
+
+def gpl_positions(widths=VGG19_WIDTHS) -> List[int]:
+    """1-based position ``l`` of every convolution in the layer sequence conv, act, ..., pool, ...
+
+    Pools are counted after every stage (as in VGG's ``features``), whatever ``pooling`` is, so that
+    the initialisation does not change with the pooling type.
+
+    Example:
+        >>> gpl_positions(((64, 64), (128, 128)))
+        [1, 3, 6, 8]
+    """
+    positions, pos = [], 0
+    for stage in _as_widths(widths):
+        for _ in stage:
+            positions.append(pos + 1)
+            pos += 2
+        pos += 1
+    return positions
+
+
+def _gain(activation: str) -> float:
+    if activation == "relu":
+        return math.sqrt(2.0)
+    if activation == "leaky_relu":
+        return nn.init.calculate_gain("leaky_relu", _LEAKY_SLOPE)
+    if activation == "tanh":
+        return 5.0 / 3.0
+    return 1.0
+
+
+def _conv_shapes(spec: RandomCNNSpec, in_channels: int) -> List[Tuple[int, int, int, int]]:
+    shapes, c_in = [], in_channels
+    for stage, k in zip(spec.widths, spec.kernel_size):
+        for c_out in stage:
+            shapes.append((c_out, c_in, k, k))
+            c_in = c_out
+    return shapes[:spec.num_convs]
+
+
+def random_cnn_weights(spec: RandomCNNSpec, in_channels: int, seed: int = DEFAULT_SEED,
+                       generator: Optional[torch.Generator] = None) -> List[Tensor]:
+    """Draw the convolution weights of ``spec`` for ``in_channels`` input channels.
+
+    The only place where the random network's weights are drawn: in float32 on the CPU, from a local
+    generator seeded with ``seed`` (or from ``generator``, which advances), so the same arguments give
+    bit-identical weights on every process, machine and device, and the global RNG is untouched.
+    Only the convolutions up to the deepest compared layer are drawn; the draw of a convolution does
+    not depend on the ones after it. Biases are zero and omitted.
+
+    Args:
+        spec: the network.
+        in_channels: channels of the compared tensors (``C`` in ``(N, C, H, W)``).
+        seed: seed of the local generator; ignored when ``generator`` is given.
+        generator: a CPU generator to draw from instead (``resample=True`` uses one that advances).
+
+    Returns:
+        One float32 CPU tensor ``(C_out, C_in, k, k)`` per convolution.
+
+    Example:
+        >>> ws = random_cnn_weights(RandomCNNSpec(widths=((8,), (16,)), layers=("relu2_1",)), 3)
+        >>> [tuple(w.shape) for w in ws]
+        [(8, 3, 3, 3), (16, 8, 3, 3)]
+    """
+    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
+        raise ValueError(f"`in_channels` must be a positive int, got {in_channels!r}")
+    gen = seeded_generator(seed) if generator is None else generator
+    gain = _gain(spec.activation)
+    positions = gpl_positions(spec.widths)
+    weights = []
+    for shape, pos in zip(_conv_shapes(spec, in_channels), positions):
+        fan_out, fan_in = shape[0] * shape[2] * shape[3], shape[1] * shape[2] * shape[3]
+        if spec.init == "gpl":
+            std = math.sqrt(2.0 / (pos * fan_in))
+        elif spec.init == "kaiming":
+            std = gain / math.sqrt(fan_in)
+        elif spec.init == "xavier":
+            std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+        else:
+            std = float(spec.init_std)
+        w = torch.randn(shape, generator=gen, dtype=torch.float32, device="cpu")
+        weights.append(w.mul_(std))
+    return weights
+
+
+def _activate(x: Tensor, activation: str) -> Tensor:
+    if activation == "relu":
+        return F.relu(x)
+    if activation == "leaky_relu":
+        return F.leaky_relu(x, _LEAKY_SLOPE)
+    if activation == "tanh":
+        return torch.tanh(x)
+    return x
+
+
+def _pool(x: Tensor, pooling: str) -> Tensor:
+    if pooling == "max":
+        return F.max_pool2d(x, 2, 2, ceil_mode=True)
+    return F.avg_pool2d(x, 2, 2, ceil_mode=True)
+
+
+def random_cnn_features(x: Tensor, weights: Sequence[Tensor], spec: RandomCNNSpec,
+                        mask: Optional[Tensor] = None) -> "OrderedDict[str, Tuple[Tensor, Optional[Tensor]]]":
+    """Run ``x`` through the random network and return the compared layers, in network order.
+
+    Args:
+        x: ``(N, C, H, W)``, in the weights' dtype and device.
+        weights: from :func:`random_cnn_weights` (converted to ``x``'s dtype and device).
+        spec: the network.
+        mask: optional ``(N, 1, H, W)`` per-pixel weight; it is average-pooled (2x2, stride 2,
+            ``ceil_mode``) wherever the features are pooled, so every layer gets the mean weight of the
+            pixels each location covers.
+
+    Returns:
+        ``{layer name: (features (N, C_l, H_l, W_l), mask (N, 1, H_l, W_l) or None)}``.
+    """
+    wanted = set(spec.layers)
+    out: "OrderedDict[str, Tuple[Tensor, Optional[Tensor]]]" = OrderedDict()
+    k = 0
+    for s, (stage, ks) in enumerate(zip(spec.widths, spec.kernel_size), 1):
+        for i in range(1, len(stage) + 1):
+            x = F.conv2d(x, weights[k], padding=ks // 2)
+            k += 1
+            if f"conv{s}_{i}" in wanted:
+                out[f"conv{s}_{i}"] = (x, mask)
+            x = _activate(x, spec.activation)
+            if f"relu{s}_{i}" in wanted:
+                out[f"relu{s}_{i}"] = (x, mask)
+            if len(out) == len(wanted):
+                return out
+        if spec.pooling != "none":
+            x = _pool(x, spec.pooling)
+            if mask is not None:
+                mask = F.avg_pool2d(mask, 2, 2, ceil_mode=True)
+            if f"pool{s}" in wanted:
+                out[f"pool{s}"] = (x, mask)
+                if len(out) == len(wanted):
+                    return out
+    return out  # pragma: no cover - every compared layer is reached
+
+
+# ----------------------------------------------------------------------------------------------
+# Cache of drawn weights for the functional form
+# ----------------------------------------------------------------------------------------------
+_WEIGHT_CACHE: "OrderedDict[tuple, List[Tensor]]" = OrderedDict()
+_WEIGHT_CACHE_SIZE = 8
+
+
+def _cached_weights(spec: RandomCNNSpec, in_channels: int, seed: int) -> List[Tensor]:
+    key = (spec, in_channels, seed)
+    if key in _WEIGHT_CACHE:
+        _WEIGHT_CACHE.move_to_end(key)
+        return _WEIGHT_CACHE[key]
+    weights = random_cnn_weights(spec, in_channels, seed)
+    _WEIGHT_CACHE[key] = weights
+    while len(_WEIGHT_CACHE) > _WEIGHT_CACHE_SIZE:
+        _WEIGHT_CACHE.popitem(last=False)
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------
+def _check_layer_weights(layer_weights, layers: Sequence[str]) -> Tuple[float, ...]:
+    if layer_weights is None:
+        return tuple(1.0 for _ in layers)
+    if isinstance(layer_weights, dict):
+        given = {}
+        for name, w in layer_weights.items():
+            key = name.replace("act", "relu", 1) if name.startswith("act") else name
+            given[key] = w
+        unknown = set(given) - set(layers)
+        if unknown:
+            raise ValueError(f"`layer_weights` names {sorted(unknown)}, which are not compared "
+                             f"layers {tuple(layers)}")
+        values = tuple(float(given.get(name, 0.0)) for name in layers)
+    else:
+        values = tuple(float(w) for w in layer_weights)
+        if len(values) != len(layers):
+            raise ValueError(f"`layer_weights` must hold one weight per compared layer "
+                             f"({len(layers)}: {tuple(layers)}), got {len(values)}")
+    if any(not math.isfinite(w) or w < 0 for w in values):
+        raise ValueError(f"`layer_weights` must be finite and non-negative, got {values}")
+    return values
+
+
+def _distance(diff: Tensor, distance: str) -> Tensor:
+    if distance == "l1":
+        return diff.abs()
+    if distance == "mse":
+        return diff * diff
+    return F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=1.0)
+
+
+def _normalize(f: Tensor) -> Tensor:
+    # f / ||f||_2 over channels; rsqrt(sum + eps) keeps the gradient finite at f = 0.
+    return f * torch.rsqrt(f.pow(2).sum(dim=1, keepdim=True) + _NORM_EPS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Functional
+# ----------------------------------------------------------------------------------------------
+def random_cnn_perceptual_loss(
+        pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+        spec: Optional[RandomCNNSpec] = None, weights: Optional[Sequence[Tensor]] = None,
+        seed: int = DEFAULT_SEED, layer_weights=None, distance: str = "l1",
+        normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
+        reduction: str = "mean", loss_weight: float = 1.0) -> Tensor:
+    r"""Generic Perceptual Loss: the distance between the features of ``pred`` and ``target`` in
+    several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
+
+    With :math:`\phi_l` the features of compared layer :math:`l` (:math:`C_l` channels), :math:`g =
+    [w > 0]` the valid pixels, :math:`m_l` the weight ``w`` average-pooled to layer :math:`l`'s size
+    and :math:`d` the element-wise distance, the loss of sample :math:`n` is
+
+    .. math::
+
+        \ell_n = \lambda \sum_l \lambda_l \,
+            \frac{\sum_{c,h,w} m_l[n,h,w]\; d\big(\phi_l(g \odot x)[n,c,h,w]
+                  - \phi_l(g \odot y)[n,c,h,w]\big)}
+                 {C_l \, \max\big(\sum_{h,w} m_l[n,h,w],\ \varepsilon\big)}
+
+    where :math:`x, y` are ``pred`` and ``target`` (area-resized so that their longer side is at most
+    ``max_size``), :math:`\lambda` is ``loss_weight`` and :math:`\lambda_l` the layer weights. Without
+    ``weight`` it is the plain mean of :math:`d` over each layer's features.
+
+    How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
+    network (so they get exactly zero gradient, and look like the convolutions' zero padding); the
+    weight itself is area-resized with the inputs and average-pooled wherever the features are
+    pooled, and weights each layer's distance. A fully masked sample gives exactly 0, finite, with a
+    gradient (of zeros).
+
+    Args:
+        pred: prediction ``(N, C, H, W)``, floating point (float16 and bfloat16 are computed in
+            float32), any size: ``C`` class probabilities for segmentation, RGB for super-resolution
+            (any range; the loss is positively homogeneous, scaling both inputs by ``a`` scales it by
+            ``a`` for ``'l1'``), 1 channel for a mask head.
+        target: ``(N, C, H, W)``, same shape; must be finite. It is a constant: no gradient flows
+            to it.
+        weight: optional per-pixel weight ``(N, 1, H, W)`` or ``(N, H, W)``, non-negative; 0 marks
+            ignored pixels.
+        spec: the random network and compared layers; default :class:`RandomCNNSpec()` (VGG-19
+            widths, ``'gpl'`` initialisation, :data:`DEFAULT_LAYERS`).
+        weights: prebuilt convolution weights from :func:`random_cnn_weights` (e.g. a module's
+            buffers); default: drawn from ``spec``, ``C`` and ``seed`` (and cached).
+        seed: seed of the random network when ``weights`` is not given.
+        layer_weights: one non-negative weight per compared layer (a sequence in network order, or a
+            dict by layer name, missing layers weighing 0); default 1 each.
+        distance: ``'l1'`` (default), ``'mse'`` or ``'smooth_l1'`` (Huber with ``beta = 1``).
+        normalize: divide every feature vector by its L2 norm over channels first (as LPIPS does).
+        max_size: compute the loss on inputs area-resized so that the longer side is at most this
+            many pixels (aspect ratio kept); ``None`` keeps the full resolution. Default
+            :data:`DEFAULT_MAX_SIZE`.
+        reduction: ``'mean'`` (default) or ``'sum'`` over the batch, or ``'none'`` for ``(N,)``.
+        loss_weight: multiplies the result.
+
+    Returns:
+        A float32 tensor (float64 for float64 inputs), whatever the input dtype: a scalar, or ``(N,)``
+        for ``reduction='none'``.
+
+    Shape:
+        - pred, target: :math:`(N, C, H, W)`, any :math:`H, W \geq 1` (pooling uses ``ceil_mode``:
+          maps smaller than the network's total downsampling shrink to 1x1 and stay so).
+        - weight: :math:`(N, 1, H, W)` or :math:`(N, H, W)`.
+        - output: :math:`()` or :math:`(N,)`.
+
+    Raises:
+        TypeError: if ``pred`` or ``target`` is not a floating-point tensor.
+        ValueError: if the shapes differ, ``target`` holds NaN or Inf, ``C`` is not the channel count
+            ``weights`` were drawn for, ``weight`` has the wrong shape or a negative value, or an
+            argument is out of range.
+
+    Example:
+        >>> pred = torch.rand(2, 3, 32, 32, requires_grad=True)
+        >>> target = torch.rand(2, 3, 32, 32)
+        >>> loss = random_cnn_perceptual_loss(pred, target)
+        >>> loss.backward()
+    """
+    check_image_pair(pred, target)
+    return _random_cnn_perceptual_loss(pred, target, weight, spec, weights, seed, layer_weights,
+                                       distance, normalize, max_size, reduction, loss_weight)
+
+
+def _random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                                spec: Optional[RandomCNNSpec], weights: Optional[Sequence[Tensor]],
+                                seed: int, layer_weights, distance: str, normalize: bool,
+                                max_size: Optional[int], reduction: str, loss_weight: float) -> Tensor:
+    """:func:`random_cnn_perceptual_loss` once ``pred`` and ``target`` are checked."""
+    reduction = check_reduction(reduction)
+    if distance not in _DISTANCES:
+        raise ValueError(f"`distance` must be one of {_DISTANCES}, got {distance!r}")
+    max_size = check_max_size(max_size)
+    spec = RandomCNNSpec() if spec is None else spec
+    if not isinstance(spec, RandomCNNSpec):
+        raise TypeError(f"`spec` must be a RandomCNNSpec or None, got {type(spec).__name__}")
+    lw = _check_layer_weights(layer_weights, spec.layers)
+    mask = as_weight_mask(weight, pred)
+    if mask is not None and bool((mask < 0).any()):
+        raise ValueError("`weight` must be non-negative, but it holds a negative value")
+    n, c, h, w = pred.shape
+    if weights is None:
+        weights = _cached_weights(spec, c, seed)
+    else:
+        weights = list(weights)
+        if len(weights) != spec.num_convs:
+            raise ValueError(f"`weights` must hold {spec.num_convs} convolution weights for this "
+                             f"`spec`, got {len(weights)}")
+    if weights[0].shape[1] != c:
+        raise ValueError(f"`pred` has {c} channels, but the random network was built for "
+                         f"`in_channels`={weights[0].shape[1]}")
+
+    dtype = compute_dtype(pred, target)
+    device = pred.device
+    # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
+    with torch.autocast(device_type=device.type, enabled=False):
+        ws = [wt.to(device=device, dtype=dtype) for wt in weights]
+        x = pred.to(dtype)
+        y = target.to(dtype)
+        if mask is not None:
+            mask = mask.to(dtype)
+            gate = (mask > 0).to(dtype)
+            x = x * gate
+            y = y * gate
+        size = reduced_size(h, w, max_size)
+        x, y = area_resize(x, size), area_resize(y, size)
+        if mask is not None:
+            mask = area_resize(mask, size)
+
+        feats_x = random_cnn_features(x, ws, spec, mask)
+        with torch.no_grad():
+            feats_y = random_cnn_features(y, ws, spec)
+
+        per_sample = x.new_zeros(n)
+        for (name, (fx, m)), lam in zip(feats_x.items(), lw):
+            fy = feats_y[name][0]
+            if normalize:
+                fx, fy = _normalize(fx), _normalize(fy)
+            d = _distance(fx - fy, distance)
+            if m is None:
+                layer = d.mean(dim=(1, 2, 3))
+            else:
+                num = (d.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3))
+                den = m.sum(dim=(1, 2, 3)).clamp_min(_MASK_EPS) * d.shape[1]
+                layer = num / den
+            per_sample = per_sample + lam * layer
+        return reduce_per_sample(per_sample * float(loss_weight), reduction)
+
+
+# ----------------------------------------------------------------------------------------------
+# Module
+# ----------------------------------------------------------------------------------------------
+class RandomCNNPerceptualLoss(nn.Module):
+    r"""Generic Perceptual Loss (Liu et al., CVPR 2021): ``pred`` and ``target`` compared through a
+    frozen, randomly weighted VGG-style CNN. See :func:`random_cnn_perceptual_loss` for the maths.
+
+    The weights are drawn once (on the first call when ``in_channels`` is None) by
+    :func:`random_cnn_weights` from a local generator seeded with ``seed``, in float32 on the CPU, then
+    moved to the input's device. They are non-persistent buffers without gradient: ``state_dict()``
+    is empty, so a model carrying this loss saves exactly the keys it would without it, and the module
+    owns no parameter (DDP needs no gradient synchronisation for it).
+
+    Defaults and where they come from:
+
+    * network: VGG-19 widths and 3x3 convolutions, ReLU, 2x2 max pooling: VGG is the network the paper
+      randomises (its pilot experiment swaps the pretrained VGG of a perceptual loss for a random one).
+    * initialisation ``'gpl'``: ``N(0, 2 / (l * fan_in))`` for the convolution at position ``l``,
+      zero bias: the paper proposes an initialisation that keeps gradient scales stable; this form is
+      what third-party code citing the paper uses (not verified against the paper's text). With ReLU,
+      max pooling and no bias the network is positively homogeneous, so this equals Kaiming's
+      initialisation followed by a fixed factor per layer: deeper layers give smaller features.
+    * layers :data:`DEFAULT_LAYERS` (``relu1_2, relu2_2, relu3_4``: the last activation of the first
+      three stages, receptive field 48 pixels, equal weights), distance ``'l1'`` (as mmagic's
+      ``PerceptualLoss``), fixed weights: our choices; the paper states none of them that we could
+      find. The layers were chosen by measuring each layer's L1 term alone (a 128x128 photograph,
+      5x5 box blur):
+
+      ==========  =======  =======  =======  =======  =======
+      init        relu1_2  relu2_2  relu3_4  relu4_4  relu5_4
+      ==========  =======  =======  =======  =======  =======
+      'gpl'       1.9e-2   3.0e-3   1.9e-5   4.5e-8   3.9e-11
+      'kaiming'   3.3e-2   3.6e-2   4.3e-2   5.4e-2   4.7e-2
+      ==========  =======  =======  =======  =======  =======
+
+      With ``'gpl'`` stages 4 and 5 would add less than 1e-5 of the loss (and of its gradient) for
+      about +55% of the cost, so the default network stops after stage 3. Even so the default loss is
+      dominated by the first two stages; for deeper layers to weigh, use ``init='kaiming'`` (every
+      layer then gives terms of similar size) or ``layer_weights``.
+    * ``max_size=256``: chosen with ``tools/bench_random_cnn.py`` (table in the README) so that the loss
+      costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch; SR patches
+      (96x96) are not resized. ``max_size=None`` computes it at full resolution.
+
+    Args:
+        in_channels: channels of the compared tensors; ``None`` (default) takes them from the first
+            call.
+        widths, kernel_size, activation, pooling, layers, init, init_std: the random network, see
+            :class:`RandomCNNSpec`.
+        seed: seed of the random network (default 0).
+        resample: draw new weights at every call (from a generator seeded with ``seed`` that
+            advances), as an ablation of a fixed network.
+        layer_weights, distance, normalize, max_size, reduction, loss_weight: see
+            :func:`random_cnn_perceptual_loss`.
+
+    Shape:
+        - pred, target: :math:`(N, C, H, W)`, any size.
+        - weight: :math:`(N, 1, H, W)` or :math:`(N, H, W)`, optional.
+        - output: :math:`()`, or :math:`(N,)` with ``reduction='none'``; float32 (float64 for float64
+          inputs).
+
+    Raises:
+        ValueError: if ``pred`` has a channel count other than ``in_channels`` (or the first call's),
+            and as :func:`random_cnn_perceptual_loss`.
+        TypeError: if an input is not a floating-point tensor.
+
+    Example:
+        >>> loss_fn = RandomCNNPerceptualLoss()
+        >>> probs = torch.softmax(torch.randn(2, 19, 64, 128, requires_grad=True), dim=1)
+        >>> one_hot = torch.nn.functional.one_hot(torch.randint(0, 19, (2, 64, 128)), 19)
+        >>> loss = loss_fn(probs, one_hot.permute(0, 3, 1, 2).float())
+        >>> loss.backward()
+        >>> loss_fn.state_dict()
+        OrderedDict()
+    """
+
+    def __init__(self, in_channels: Optional[int] = None, *,
+                 widths: Sequence[Sequence[int]] = VGG19_WIDTHS,
+                 kernel_size: Union[int, Sequence[int]] = 3, activation: str = "relu",
+                 pooling: str = "max", layers: Sequence[str] = DEFAULT_LAYERS,
+                 init: str = "gpl", init_std: float = 0.01, seed: int = DEFAULT_SEED,
+                 resample: bool = False, layer_weights=None, distance: str = "l1",
+                 normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
+                 reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.spec = RandomCNNSpec(widths=widths, kernel_size=kernel_size, activation=activation,
+                                  pooling=pooling, layers=layers, init=init, init_std=init_std)
+        if in_channels is not None and (not isinstance(in_channels, int) or isinstance(in_channels, bool)
+                                        or in_channels < 1):
+            raise ValueError(f"`in_channels` must be a positive int or None, got {in_channels!r}")
+        seeded_generator(seed)  # validates `seed`
+        if distance not in _DISTANCES:
+            raise ValueError(f"`distance` must be one of {_DISTANCES}, got {distance!r}")
+        self.in_channels = in_channels
+        self.seed = seed
+        self.resample = bool(resample)
+        self.layer_weights = _check_layer_weights(layer_weights, self.spec.layers)
+        self.distance = distance
+        self.normalize = bool(normalize)
+        self.max_size = check_max_size(max_size)
+        self.reduction = check_reduction(reduction)
+        self.loss_weight = float(loss_weight)
+        self._generator: Optional[torch.Generator] = None
+        self._num_weights = 0
+        if in_channels is not None:
+            self._set_weights(random_cnn_weights(self.spec, in_channels, seed))
+
+    @property
+    def layers(self) -> Tuple[str, ...]:
+        """The compared layers, in network order."""
+        return self.spec.layers
+
+    def _set_weights(self, weights: List[Tensor], device: Optional[torch.device] = None) -> None:
+        for i, w in enumerate(weights):
+            self.register_buffer(f"weight_{i}", w if device is None else w.to(device),
+                                 persistent=False)
+        self._num_weights = len(weights)
+
+    def random_weights(self) -> List[Tensor]:
+        """The convolution weights (buffers); empty before the first call when ``in_channels=None``."""
+        return [getattr(self, f"weight_{i}") for i in range(self._num_weights)]
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, layers={self.spec.layers}, init={self.spec.init!r}, "
+                f"seed={self.seed}, distance={self.distance!r}, max_size={self.max_size}, "
+                f"resample={self.resample}")
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+        """Loss of ``pred`` against ``target`` ``(N, C, H, W)``; ``weight`` ``(N, [1,] H, W)`` optional."""
+        check_image_pair(pred, target)
+        c = pred.shape[1]
+        if self.in_channels is None:
+            self.in_channels = c
+        elif c != self.in_channels:
+            raise ValueError(f"`pred` has {c} channels, but the random network was built for "
+                             f"`in_channels`={self.in_channels}")
+        if self.resample:
+            if self._generator is None:
+                self._generator = seeded_generator(self.seed)
+            weights = random_cnn_weights(self.spec, c, generator=self._generator)
+        else:
+            if self._num_weights == 0:
+                self._set_weights(random_cnn_weights(self.spec, c, self.seed), device=pred.device)
+            weights = self.random_weights()
+        return _random_cnn_perceptual_loss(
+            pred, target, weight, self.spec, weights, self.seed, self.layer_weights, self.distance,
+            self.normalize, self.max_size, self.reduction, self.loss_weight)

@@ -1,0 +1,197 @@
+"""Cost of the random-CNN perceptual loss (forward + backward) against what users already pay.
+
+    python tools/bench_random_cnn.py [--device cpu|cuda] [--quick]
+
+For each shape: median seconds and peak memory of one forward + backward of
+:class:`randperc_plugins.losses.RandomCNNPerceptualLoss`, at the default ``max_size`` and at full
+resolution (``max_size=None``), as ratios to
+
+* the framework model's train step measured in the same run: PSPNet-R50-D8 (mmseg's Cityscapes config)
+  for the segmentation shape, EDSR x4 (mmagic's DIV2K config) for the SR shapes;
+* mmagic's VGG-19 ``PerceptualLoss`` as SR configs use it (``layer_weights={'34': 1.0}``, relu5_4) with
+  random weights (none can be downloaded), forward + backward on the same shape (on 3 channels for
+  the segmentation shape: it only takes RGB).
+
+Full shapes: segmentation batch 2, 19 classes, 512x1024 (softmax probabilities vs one-hot); SR batch 16
+at 96x96 and batch 4 at 480x480. ``--quick`` (the default on a CPU) uses segmentation 256x512 and SR
+batch 4 at 96x96 and batch 1 at 480x480. Framework columns read ``n/a`` where mmseg or mmagic cannot be
+imported. Results are ratios within one run, on one machine; read them as such.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmark_utils import format_table, mib, peak_memory_call, time_call  # noqa: E402
+
+from randperc_plugins.losses.random_cnn import (DEFAULT_MAX_SIZE,  # noqa: E402
+                                                RandomCNNPerceptualLoss)
+
+COLUMNS = ["case", "shape", "setting", "loss s", "loss peak MiB", "model step s", "ratio to step",
+           "VGG loss s", "ratio to VGG"]
+
+
+def _timing(fn: Callable[[], object], device: torch.device, quick: bool) -> Tuple[float, Optional[int]]:
+    seconds = time_call(fn, device, warmup=1, repeat=1 if quick else 3)
+    return seconds, peak_memory_call(fn, device)
+
+
+def _seg_inputs(n, c, h, w, device):
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(n, c, h, w, generator=g), dim=1).to(device).requires_grad_(True)
+    label = torch.randint(0, c, (n, h, w), generator=g)
+    one_hot = torch.nn.functional.one_hot(label, c).permute(0, 3, 1, 2).float().to(device)
+    return probs, one_hot
+
+
+def _sr_inputs(n, h, w, device):
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(n, 3, h, w, generator=g).to(device).requires_grad_(True)
+    return pred, torch.rand(n, 3, h, w, generator=g).to(device)
+
+
+def _loss_step(loss_fn, pred, target):
+    def step():
+        pred.grad = None
+        loss_fn(pred, target).backward()
+    return step
+
+
+def _vgg_perceptual_loss(device):
+    """mmagic's PerceptualLoss with random VGG-19 weights, or None without mmagic."""
+    try:
+        import mmagic.models.losses.perceptual_loss as mm_pl
+        import torchvision
+    except Exception:  # noqa: BLE001 - any import failure means: not available here
+        return None
+    random_vgg19 = lambda *args, **kwargs: torchvision.models.vgg19(weights=None)  # noqa: E731
+    # mmagic builds VGG with `pretrained=True`, which downloads weights; use random ones instead.
+    with _patched(mm_pl.vgg, "vgg19", random_vgg19):
+        loss = mm_pl.PerceptualLoss(layer_weights={"34": 1.0}, vgg_type="vgg19",
+                                    perceptual_weight=1.0, style_weight=0.0, norm_img=False,
+                                    pretrained="")
+    return loss.to(device)
+
+
+@contextlib.contextmanager
+def _patched(obj, name, value):
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+def _vgg_time(vgg, shape, device, quick):
+    if vgg is None:
+        return None
+    n, _, h, w = shape
+    pred, target = _sr_inputs(n, h, w, device)
+
+    def step():
+        pred.grad = None
+        vgg(pred, target)[0].backward()
+    return time_call(step, device, warmup=1, repeat=1 if quick else 3)
+
+
+def _pspnet_step_time(size, batch, device, quick) -> Optional[float]:
+    try:
+        import framework_models as fm
+        import mmseg  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return None
+    model = fm.build_pspnet_r50(size=size).to(device)
+    data = fm.seg_batch(model, size=size, batch=batch)
+    data = {"inputs": data["inputs"].to(device), "data_samples": [s.to(device) for s in data["data_samples"]]}
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    return time_call(lambda: fm.train_step(model, data, optimizer), device, warmup=1,
+                     repeat=1 if quick else 3)
+
+
+def _edsr_step_time(gt_size, batch, device, quick) -> Optional[float]:
+    try:
+        import framework_models as fm
+        import mmagic  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return None
+    model = fm.build_edsr().to(device)
+    data = fm.sr_batch(model, lq_size=gt_size // 4, batch=batch)
+    samples = data["data_samples"]
+    samples = [s.to(device) for s in samples] if isinstance(samples, list) else samples.to(device)
+    data = {"inputs": data["inputs"].to(device), "data_samples": samples}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return time_call(lambda: fm.train_step(model, data, optimizer), device, warmup=1,
+                     repeat=1 if quick else 3)
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def run(device: torch.device, quick: bool) -> List[Dict[str, object]]:
+    """Rows (dicts keyed by :data:`COLUMNS`) for a Markdown table."""
+    seg = (2, 19, 256, 512) if quick else (2, 19, 512, 1024)
+    sr_small = (4, 3, 96, 96) if quick else (16, 3, 96, 96)
+    sr_large = (1, 3, 480, 480) if quick else (4, 3, 480, 480)
+    settings = [(f"max_size={DEFAULT_MAX_SIZE} (default)", DEFAULT_MAX_SIZE), ("max_size=None", None)]
+    vgg = _vgg_perceptual_loss(device)
+    rows: List[Dict[str, object]] = []
+
+    step = _pspnet_step_time(seg[2:], seg[0], device, quick)
+    vgg_s = _vgg_time(vgg, (seg[0], 3, *seg[2:]), device, quick)
+    pred, target = _seg_inputs(*seg, device)
+    for label, max_size in settings:
+        loss_fn = RandomCNNPerceptualLoss(max_size=max_size).to(device)
+        seconds, peak = _timing(_loss_step(loss_fn, pred, target), device, quick)
+        rows.append({"case": "seg vs PSPNet-R50", "shape": "x".join(map(str, seg)), "setting": label,
+                     "loss s": seconds, "loss peak MiB": mib(peak), "model step s": step,
+                     "ratio to step": _ratio(seconds, step), "VGG loss s": vgg_s,
+                     "ratio to VGG": _ratio(seconds, vgg_s)})
+    del pred, target
+
+    for shape in (sr_small, sr_large):
+        step = _edsr_step_time(shape[2], shape[0], device, quick)
+        vgg_s = _vgg_time(vgg, shape, device, quick)
+        pred, target = _sr_inputs(shape[0], shape[2], shape[3], device)
+        for label, max_size in settings:
+            if max_size is None and max(shape[2:]) <= (DEFAULT_MAX_SIZE or 0):
+                continue  # the same computation as the default
+            loss_fn = RandomCNNPerceptualLoss(max_size=max_size).to(device)
+            seconds, peak = _timing(_loss_step(loss_fn, pred, target), device, quick)
+            rows.append({"case": "SR vs EDSR x4", "shape": "x".join(map(str, shape)),
+                         "setting": label, "loss s": seconds, "loss peak MiB": mib(peak),
+                         "model step s": step, "ratio to step": _ratio(seconds, step),
+                         "VGG loss s": vgg_s, "ratio to VGG": _ratio(seconds, vgg_s)})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller shapes, one timed repeat (the default on a CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (torch.set_num_threads); 1 gives stable ratios on a shared "
+                             "machine, where OpenMP threads wait on each other")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    quick = args.quick or device.type == "cpu"
+    rows = run(device, quick)
+    print(f"Random-CNN perceptual loss, forward + backward, {device.type}, "
+          f"{torch.get_num_threads()} threads{', quick shapes' if quick else ''}")
+    print(format_table(rows, COLUMNS))
+
+
+if __name__ == "__main__":
+    main()
