@@ -70,6 +70,9 @@ def build_cfg(args):
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit("--amp needs a GPU: mmengine's AmpOptimWrapper trains on gpu, npu, mlu or "
+                             "musa only")
         optim_wrapper = cfg.optim_wrapper.get("type", "OptimWrapper")
         if optim_wrapper == "AmpOptimWrapper":
             print("AMP training is already enabled in the config.")
@@ -79,8 +82,6 @@ def build_cfg(args):
         else:
             cfg.optim_wrapper.type = "AmpOptimWrapper"
             cfg.optim_wrapper.loss_scale = "dynamic"
-            if not torch.cuda.is_available():
-                cfg.optim_wrapper.dtype = "bfloat16"  # CPU autocast supports bfloat16 only
 
     if args.resume == "auto":
         cfg.resume = True

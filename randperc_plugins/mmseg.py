@@ -1,0 +1,164 @@
+"""MMSegmentation adapter: the core losses in mmseg's loss API, registered in ``mmseg.registry.MODELS``.
+
+Importing this module registers four classes. Configs may also name them by full dotted path
+(``type='randperc_plugins.mmseg.PatchMMDLoss'``): mmengine imports the module on build, so no
+``custom_imports`` is needed.
+
+* :class:`RandomCNNPerceptualLoss` (``loss_gpl``) and :class:`PatchMMDLoss` (``loss_patch_mmd``): one loss
+  term each, ``forward(cls_score, label, weight=None, ignore_index=255, ...)`` like mmseg's
+  ``CrossEntropyLoss``. Logits become softmax probabilities and are compared with the one-hot label;
+  pixels equal to ``ignore_index`` (255 is also mmseg's padding value) are masked, so they get no
+  gradient.
+* :class:`AddRandomCNNPerceptualLoss` and :class:`AddPatchMMDLoss`: the one-line form. Written over a
+  baseline's ``loss_decode`` dict, mmengine merges the baseline's keys (``use_sigmoid``,
+  ``class_weight``, ``loss_weight``, ...) into it; these keys go to the baseline loss (``base_type``,
+  ``CrossEntropyLoss`` by default), and the perceptual term is added beside it with its own name, so
+  both are logged and summed as if ``loss_decode`` were the list ``[baseline, perceptual]``.
+
+Example (one line in a config that inherits an mmseg baseline)::
+
+    _base_ = 'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
+    model = dict(decode_head=dict(loss_decode=dict(type='randperc_plugins.mmseg.AddRandomCNNPerceptualLoss')))
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from .losses._utils import check_reduction, probabilities_and_one_hot
+from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
+from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
+
+__all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
+
+
+def _check_loss_name(loss_name: str) -> str:
+    # mmengine's parse_losses back-propagates only the log entries whose key contains 'loss'; any other
+    # name would be logged and silently never trained.
+    if not isinstance(loss_name, str) or "loss" not in loss_name:
+        raise ValueError(f"`loss_name` must contain 'loss' (mmseg back-propagates only such terms), "
+                         f"got {loss_name!r}")
+    return loss_name
+
+
+class _MMSegPerceptualLoss(nn.Module):
+    """mmseg's loss contract around one core loss (``core_cls``), which sees probabilities vs one-hot."""
+
+    core_cls: type = nn.Module
+    default_loss_name = "loss"
+    default_loss_weight = 1.0
+    segmentation_defaults: dict = {}
+
+    def __init__(self, loss_weight: Optional[float] = None, loss_name: Optional[str] = None,
+                 reduction: str = "mean", **core_kwargs) -> None:
+        super().__init__()
+        self.loss_weight = float(self.default_loss_weight if loss_weight is None else loss_weight)
+        self.reduction = check_reduction(reduction)
+        self._loss_name = _check_loss_name(self.default_loss_name if loss_name is None else loss_name)
+        # The core returns per-sample values; mmseg's reduction and avg_factor are applied here.
+        self.core = self.core_cls(reduction="none", **{**self.segmentation_defaults, **core_kwargs})
+
+    @property
+    def loss_name(self) -> str:
+        """The key under which mmseg logs and sums this term."""
+        return self._loss_name
+
+    def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None, reduction_override: Optional[str] = None,
+                ignore_index: Optional[int] = 255, **kwargs) -> Tensor:
+        """Loss of logits ``cls_score`` ``(N, C, H, W)`` against ``label`` ``(N, H, W)``.
+
+        ``weight`` is an optional per-pixel weight (mmseg's ``seg_weight`` from a pixel sampler).
+        """
+        reduction = check_reduction(reduction_override or self.reduction)
+        probabilities, one_hot, mask = probabilities_and_one_hot(cls_score, label, ignore_index, weight)
+        per_sample = self.core(probabilities, one_hot, weight=mask)
+        if reduction == "none":
+            loss = per_sample
+        elif avg_factor is not None and reduction == "mean":
+            loss = per_sample.sum() / avg_factor
+        elif reduction == "mean":
+            loss = per_sample.mean()
+        else:
+            loss = per_sample.sum()
+        return self.loss_weight * loss
+
+
+@MODELS.register_module()
+class RandomCNNPerceptualLoss(_MMSegPerceptualLoss):
+    """Generic Perceptual Loss (a frozen random CNN) as an mmseg loss, logged as ``loss_gpl``.
+
+    Keyword arguments other than ``loss_weight``, ``loss_name`` and ``reduction`` configure the core
+    :class:`randperc_plugins.losses.RandomCNNPerceptualLoss` (network, layers, ``max_size``, ``seed``);
+    its defaults (VGG-19-shaped network, loss at most 256 pixels on the longer side) fit segmentation.
+
+    ``loss_weight`` defaults to 5.0: with 19 classes (Cityscapes) this makes the term's gradient on the
+    logits about a third of cross-entropy's for a nearly converged prediction, and under a tenth for an
+    untrained one (``tools/calibrate_loss_weight.py gpl --num-classes 19``). The term shrinks as the
+    class count grows; for 150 classes (ADE20K) the same balance needs about 50.
+    """
+
+    core_cls = _CoreRandomCNNPerceptualLoss
+    default_loss_name = "loss_gpl"
+    default_loss_weight = 5.0
+
+
+@MODELS.register_module()
+class PatchMMDLoss(_MMSegPerceptualLoss):
+    """Patch-MMD (Amir & Weiss) as an mmseg loss, logged as ``loss_patch_mmd``.
+
+    Keyword arguments other than ``loss_weight``, ``loss_name`` and ``reduction`` configure the core
+    :class:`randperc_plugins.losses.PatchMMDLoss`. Segmentation defaults differ from the core's (which
+    suit RGB images): ``patch_size=3`` (a C-class probability map makes patches of ``9 C`` values),
+    ``max_size=128`` (the map is area-resized so that its longer side is at most 128 pixels: about 8k
+    patches for a 512x1024 crop) and ``method='auto'`` (random features at that size). Our choices,
+    measured with ``tools/calibrate_loss_weight.py`` and ``tools/benchmark_mmseg.py``.
+
+    ``loss_weight`` defaults to 0.4: with 19 classes the term's gradient on the logits is then about a
+    third of cross-entropy's for a nearly converged prediction (``tools/calibrate_loss_weight.py
+    patch-mmd --num-classes 19``); for 150 classes the same balance needs about 1.2.
+    """
+
+    core_cls = _CorePatchMMDLoss
+    default_loss_name = "loss_patch_mmd"
+    default_loss_weight = 0.4
+    segmentation_defaults = dict(patch_size=3, max_size=128, method="auto")
+
+
+class _AddToBaseLoss(nn.ModuleList):
+    """``[baseline loss, perceptual loss]`` built from one dict, so that a config merges into it.
+
+    mmseg's decode head iterates ``loss_decode`` when it is an ``nn.ModuleList`` and logs each term under
+    its own ``loss_name``: being a ``ModuleList`` is what makes the added term a separate log entry.
+    Neither child holds a parameter or a persistent buffer, so checkpoints keep the baseline's keys.
+    """
+
+    perceptual_cls: type = nn.Module
+
+    def __init__(self, base_type: str = "CrossEntropyLoss", perceptual: Optional[dict] = None,
+                 **base_kwargs) -> None:
+        if not isinstance(base_type, str):
+            raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
+                            f"got {type(base_type).__name__}")
+        base = MODELS.build(dict(type=base_type, **base_kwargs))
+        super().__init__([base, self.perceptual_cls(**(perceptual or {}))])
+
+    @property
+    def loss_name(self) -> str:
+        return "+".join(term.loss_name for term in self)
+
+
+@MODELS.register_module()
+class AddRandomCNNPerceptualLoss(_AddToBaseLoss):
+    """The baseline decode loss plus :class:`RandomCNNPerceptualLoss` (``perceptual=dict(...)``)."""
+
+    perceptual_cls = RandomCNNPerceptualLoss
+
+
+@MODELS.register_module()
+class AddPatchMMDLoss(_AddToBaseLoss):
+    """The baseline decode loss plus :class:`PatchMMDLoss` (``perceptual=dict(...)``)."""
+
+    perceptual_cls = PatchMMDLoss
