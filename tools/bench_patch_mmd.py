@@ -23,7 +23,6 @@ default (N = 8k with ``--quick``). Table 2 is the SR training shape, a batch of 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time

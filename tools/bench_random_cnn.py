@@ -111,7 +111,7 @@ def _pspnet_step_time(size, batch, device, quick) -> Optional[float]:
         return None
     model = fm.build_pspnet_r50(size=size).to(device)
     data = fm.seg_batch(model, size=size, batch=batch)
-    data = {"inputs": data["inputs"].to(device), "data_samples": [s.to(device) for s in data["data_samples"]]}
+    data = fm.to_device(data, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     return time_call(lambda: fm.train_step(model, data, optimizer), device, warmup=1,
                      repeat=1 if quick else 3)

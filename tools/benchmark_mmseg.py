@@ -28,8 +28,7 @@ def run(device: torch.device, size, batch: int, repeat: int = 2):
     for name, loss in VARIANTS.items():
         model = fm.build_pspnet_r50(size=size, decode_loss=loss).to(device)
         data = fm.seg_batch(model, size=size, batch=batch)
-        data = {"inputs": data["inputs"].to(device),
-                "data_samples": [s.to(device) for s in data["data_samples"]]}
+        data = fm.to_device(data, device)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
         def step():
@@ -42,7 +41,6 @@ def run(device: torch.device, size, batch: int, repeat: int = 2):
         rows.append({"variant": name, "step s": seconds, "ratio to baseline": seconds / base_time,
                      "peak MiB": mib(peak),
                      "memory ratio": None if not (peak and base_mem) else peak / base_mem})
-        del model, optimizer
     return rows
 
 

@@ -136,6 +136,12 @@ def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: i
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
+def to_device(data: dict, device) -> dict:
+    """A preprocessed batch (``inputs`` tensor, ``data_samples`` list) moved to ``device``."""
+    return {"inputs": data["inputs"].to(device),
+            "data_samples": [s.to(device) for s in data["data_samples"]]}
+
+
 def total_loss(losses: dict) -> torch.Tensor:
     """Sum the entries mmengine would back-propagate (keys containing 'loss'; lists are summed)."""
     total = 0

@@ -38,17 +38,23 @@ def check_image_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
         TypeError: if either is not a floating-point tensor.
         ValueError: if either is not 4-D, the shapes differ, or the target holds NaN or Inf.
     """
-    for name, t in ((pred_name, pred), (target_name, target)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {t.dtype}")
-        if t.dim() != 4:
-            raise ValueError(f"`{name}` must have shape (N, C, H, W), got {tuple(t.shape)}")
+    check_image(pred, pred_name, finite=False)
+    check_image(target, target_name)
     if pred.shape != target.shape:
         raise ValueError(f"`{pred_name}` and `{target_name}` must have the same shape, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    check_finite(target, target_name)
+
+
+def check_image(t: Tensor, name: str, finite: bool = True) -> None:
+    """Check one ``(N, C, H, W)`` floating tensor (and, with ``finite``, that it holds no NaN or Inf)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {t.dtype}")
+    if t.dim() != 4:
+        raise ValueError(f"`{name}` must have shape (N, C, H, W), got {tuple(t.shape)}")
+    if finite:
+        check_finite(t, name)
 
 
 def check_finite(t: Tensor, name: str) -> None:

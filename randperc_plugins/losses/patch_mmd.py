@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, check_finite, check_max_size, check_reduction,
+from ._utils import (area_resize, as_weight_mask, check_image, check_max_size,
+                     check_reduction,
                      compute_dtype, reduce_per_sample, reduced_size, seeded_generator)
 
 __all__ = ["patch_mmd", "PatchMMDLoss", "extract_patches", "default_sigmas",
@@ -88,16 +89,6 @@ def _check_sigmas(sigmas: Optional[Sequence[float]], patch_size: int) -> Tuple[f
     if len(sigmas) == 0 or any(not math.isfinite(s) or s <= 0 for s in sigmas):
         raise ValueError(f"`sigmas` must be a non-empty sequence of positive bandwidths, got {sigmas}")
     return sigmas
-
-
-def _check_image(t, name: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {t.dtype}")
-    if t.dim() != 4:
-        raise ValueError(f"`{name}` must have shape (N, C, H, W), got {tuple(t.shape)}")
-    check_finite(t, name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,8 +509,8 @@ def patch_mmd(x: Tensor, y: Tensor, patch_size: int = 7, stride: int = 1,
         >>> bool((patch_mmd(x, x, patch_size=5) < 1e-6).all())
         True
     """
-    _check_image(x, "x")
-    _check_image(y, "y")
+    check_image(x, "x")
+    check_image(y, "y")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"`x` and `y` must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
     if x.shape[1] != y.shape[1]:

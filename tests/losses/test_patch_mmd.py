@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from photo_ops import gaussian_blur
 
 from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, default_sigmas,
                                                extract_patches, patch_mmd)
@@ -424,17 +425,6 @@ def test_default_sigmas():
 # ----------------------------------------------------------------------------------------------
 # Property from the paper, on a real textured photograph
 # ----------------------------------------------------------------------------------------------
-def _gaussian_blur(x, sigma):
-    r = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def test_translation_is_closer_than_blur_or_noise_of_same_l2():
     skimage_data = pytest.importorskip("skimage.data")
     img = torch.from_numpy(skimage_data.brick().astype(np.float64) / 255.0)[None, None]
@@ -445,8 +435,8 @@ def test_translation_is_closer_than_blur_or_noise_of_same_l2():
     lo, hi = 0.05, 5.0  # blur whose L2 distance matches the translation's (bisection on sigma)
     for _ in range(40):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if float((_gaussian_blur(x, mid) - x).norm()) < l2 else (lo, mid)
-    blurred = _gaussian_blur(x, (lo + hi) / 2)
+        lo, hi = (mid, hi) if float((gaussian_blur(x, mid) - x).norm()) < l2 else (lo, mid)
+    blurred = gaussian_blur(x, (lo + hi) / 2)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
     noisy = x + noise * (l2 / float(noise.norm()))
     assert abs(float((blurred - x).norm()) / l2 - 1) < 0.01

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from photo_ops import gaussian_blur
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
@@ -186,23 +187,12 @@ def _photo(size=64):
     return img[..., 16:16 + size, 40:40 + size].contiguous()
 
 
-def _gaussian_blur(img, sigma):
-    r = int(3 * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=img.dtype)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = img.shape[1]
-    x = F.pad(img, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def test_grows_monotonically_with_blur_and_noise_on_a_photograph():
     img = _photo()
     loss = RandomCNNPerceptualLoss()
     noise = torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        blurred = [loss(_gaussian_blur(img, s), img).item() for s in (0.5, 1.0, 2.0, 4.0)]
+        blurred = [loss(gaussian_blur(img, s), img).item() for s in (0.5, 1.0, 2.0, 4.0)]
         noisy = [loss(img + s * noise, img).item() for s in (0.02, 0.05, 0.1, 0.2)]
     assert all(a < b for a, b in zip(blurred, blurred[1:])), blurred
     assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy

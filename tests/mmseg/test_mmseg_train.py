@@ -76,6 +76,8 @@ def _baseline_model():
 @pytest.mark.dist
 def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, data_root):
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
+                  "\nmodel.update(auxiliary_head=dict(loss_decode=dict("
+                  "type='randperc_plugins.mmseg.AddPatchMMDLoss')))"
                   "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
@@ -98,7 +100,8 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
     assert resumed["meta"]["iter"] == 6
     losses = _scalars(work_dir)
     assert [row["iter"] for row in losses] == [5, 6]  # continued, not restarted
-    assert all(torch.isfinite(torch.tensor(row["decode.loss_gpl"])) for row in losses)
+    for row in losses:
+        assert all(torch.isfinite(torch.tensor(row[k])) for k in ("decode.loss_gpl", "aux.loss_patch_mmd"))
 
 
 def test_zero_loss_weight_reproduces_the_baseline_run(tmp_path, data_root):
