@@ -9,6 +9,8 @@ term, exactly as the one-line config builds it (``AddRandomCNNPerceptualLoss`` /
 from __future__ import annotations
 
 import argparse
+import functools
+import statistics
 
 import torch
 
@@ -24,17 +26,25 @@ VARIANTS = {
 
 
 def run(device: torch.device, size, batch: int, repeat: int = 2):
-    rows, base_time, base_mem = [], None, None
+    """Rows of step time and peak memory per variant, with ratios to the baseline.
+
+    The variants' steps are timed in turn (baseline, random-CNN, patch-MMD, baseline, ...) and the
+    median of each is kept, so that a change in the machine's load affects all of them alike.
+    """
+    steps = {}
     for name, loss in VARIANTS.items():
         model = fm.build_pspnet_r50(size=size, decode_loss=loss).to(device)
-        data = fm.seg_batch(model, size=size, batch=batch)
-        data = fm.to_device(data, device)
+        data = fm.to_device(fm.seg_batch(model, size=size, batch=batch), device)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-
-        def step():
-            fm.train_step(model, data, optimizer)
-
-        seconds = time_call(step, device, warmup=1, repeat=repeat)
+        steps[name] = functools.partial(fm.train_step, model, data, optimizer)
+        steps[name]()  # warm-up
+    times = {name: [] for name in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            times[name].append(time_call(step, device, warmup=0, repeat=1))
+    rows, base_time, base_mem = [], None, None
+    for name, step in steps.items():
+        seconds = statistics.median(times[name])
         peak = peak_memory_call(step, device)
         if base_time is None:
             base_time, base_mem = seconds, peak
@@ -49,7 +59,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     size = tuple(args.size) if args.size else ((512, 1024) if device.type == "cuda" else (256, 512))
