@@ -102,9 +102,15 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    import torch.distributed as dist
+
     cfg = build_cfg(parse_args(argv))
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     runner.train()
+    if dist.is_available() and dist.is_initialized():
+        # Left open, gloo's worker threads can still run while the interpreter exits, which aborts
+        # the process ("terminate called without an active exception") after a finished run.
+        dist.destroy_process_group()
     return runner
 
 
