@@ -145,10 +145,6 @@ class _AddToBaseLoss(nn.ModuleList):
         base = MODELS.build(dict(type=base_type, **base_kwargs))
         super().__init__([base, self.perceptual_cls(**(perceptual or {}))])
 
-    @property
-    def loss_name(self) -> str:
-        return "+".join(term.loss_name for term in self)
-
 
 @MODELS.register_module()
 class AddRandomCNNPerceptualLoss(_AddToBaseLoss):

@@ -182,11 +182,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (torch.set_num_threads); 1 gives stable ratios on a shared "
                              "machine, where OpenMP threads wait on each other")
+    parser.add_argument("--full", action="store_true",
+                        help="the training shapes even on a CPU (minutes per PSPNet step)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    quick = args.quick or device.type == "cpu"
+    quick = args.quick or (device.type == "cpu" and not args.full)
     rows = run(device, quick)
     print(f"Random-CNN perceptual loss, forward + backward, {device.type}, "
           f"{torch.get_num_threads()} threads{', quick shapes' if quick else ''}")
