@@ -7,10 +7,16 @@ Needs no network and no dataset: models keep their random initialisation and inp
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 
 import framework_models as fm
+
+# The pinned frameworks warn about their own deprecations on import; the demo's output is its results.
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _timed(name, fn):
