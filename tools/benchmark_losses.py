@@ -18,7 +18,6 @@ import torch
 
 import bench_patch_mmd
 import bench_random_cnn
-from benchmark_utils import format_table
 
 SECTIONS = {"random-cnn": bench_random_cnn, "patch-mmd": bench_patch_mmd}
 
@@ -29,13 +28,11 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smaller shapes and fewer repeats")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    print(f"device: {device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, module in SECTIONS.items():
         if args.which in (name, "all"):
-            rows = module.run(device, args.quick)
-            print(f"\n## {name}\n")
-            print(format_table(rows, list(rows[0]) if rows else []))
+            print(f"\n# {name}\n")
+            module.main(["--device", args.device] + (["--quick"] if args.quick else []))
 
 
 if __name__ == "__main__":
