@@ -101,16 +101,6 @@ def _fwd_bwd(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x, y) -> 
     return run
 
 
-def _single_threaded(fn: Callable[[], object]) -> Callable[[], object]:
-    """On the CPU ``peak_memory_call`` runs ``fn`` in a forked child; a child forked after the
-    parent used its OpenMP thread pool hangs in its first parallel region (GNU OpenMP is not
-    fork-safe), so the child computes with one thread. Memory, not time, is measured there."""
-    def run() -> object:
-        torch.set_num_threads(1)
-        return fn()
-    return run
-
-
 def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     a, ref = a.detach().double().cpu(), ref.detach().double().cpu()
     return float(((a - ref).abs() / ref.abs()).mean())
@@ -124,7 +114,7 @@ def _measure(name: str, fn, x, y, device, ref, repeat: int) -> Dict[str, object]
     seconds = time.perf_counter() - start  # includes a first-call warm-up: used only when repeat == 1
     if repeat > 1:
         seconds = time_call(run, device, warmup=0, repeat=repeat)
-    peak = peak_memory_call(_single_threaded(run) if device.type == "cpu" else run, device)
+    peak = peak_memory_call(run, device)
     return {"method": name, "time_s": seconds, "peak_mib": mib(peak), "rel_err": _rel(value, ref)}
 
 

@@ -13,7 +13,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 import randperc_plugins.mmseg as rp_mmseg  # noqa: E402
-from framework_models import bn_instead_of_syncbn, load_config  # noqa: E402
+from framework_models import bn_instead_of_syncbn, load_config, seg_batch  # noqa: E402
 from randperc_plugins.losses.patch_mmd import PatchMMDLoss as CorePatchMMD  # noqa: E402
 from randperc_plugins.losses.random_cnn import RandomCNNPerceptualLoss as CoreRandomCNN  # noqa: E402
 
@@ -174,21 +174,7 @@ def build_one_line_model(tmp_path, baseline, line, size=(64, 64)):
 
 
 def _train_losses(model, size=(64, 64), num_classes=19):
-    from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
-
-    g = torch.Generator().manual_seed(0)
-    samples = []
-    for _ in range(2):
-        sample = SegDataSample()
-        label = torch.randint(0, num_classes, (1, *size), generator=g)
-        label[:, :4] = 255
-        sample.gt_sem_seg = PixelData(data=label)
-        sample.set_metainfo(dict(img_shape=size, pad_shape=size, ori_shape=size))
-        samples.append(sample)
-    data = dict(inputs=[torch.rand(3, *size, generator=g) * 255 for _ in range(2)],
-                data_samples=samples)
-    data = model.data_preprocessor(data, True)
+    data = seg_batch(model, size=size, batch=2, num_classes=num_classes)
     model.train()
     return model.loss(data["inputs"], data["data_samples"])
 
