@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
 
-from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, default_sigmas,
+from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, _draw_features,
+                                               _FeatureMean, _frequency_groups, _harmonics,
+                                               _orthogonal_gaussian, default_sigmas,
                                                extract_patches, patch_mmd)
 
 
@@ -255,6 +257,71 @@ def test_random_features_unbiased_and_gradient():
                             sigmas=(0.7,)), (xs,))
     f(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_feature_pairs_have_the_exact_kernel_diagonal():
+    # |z(p)|^2 = sum_s w_s for every p: the cos/sin pair of a frequency has unit norm
+    sigmas, weights = (0.5, 2.0, 0.7), (0.3, 0.5, 0.2)
+    feats = _draw_features(12, 33, sigmas, weights, torch.Generator().manual_seed(0),
+                           torch.device("cpu"), torch.float64)
+    assert feats.count == 17 and feats.W.shape == (12, 2 * 17)  # ceil(33 / 2); 0.5 shares 2.0's
+    p = _rand(1, 5, 12, seed=40)
+    z = _FeatureMean.apply(p, torch.ones(1, 5, dtype=torch.float64), feats, 2)  # (1, S * 2F), sum
+    assert z.shape == (1, 3 * 2 * 17)
+    single = [_FeatureMean.apply(p[:, i:i + 1], torch.ones(1, 1, dtype=torch.float64), feats, 1)
+              for i in range(5)]
+    assert torch.allclose(sum(single), z)
+    norms = torch.stack([s.pow(2).sum() for s in single])
+    assert torch.allclose(norms, torch.full_like(norms, sum(weights)), atol=1e-12)
+    # the features are cos/sin of the patch times each bandwidth's frequencies, in float64 directly
+    for i, (g, m, scale) in enumerate(feats.terms):
+        w = m * feats.W[:, g * 17:(g + 1) * 17]
+        t = p[0, 0] @ w
+        assert torch.allclose(single[0][0, i * 34:(i + 1) * 34],
+                              scale * torch.cat([t.cos(), t.sin()]), atol=1e-12)
+
+
+def test_bandwidths_in_integer_ratios_share_frequency_directions():
+    groups = _frequency_groups(default_sigmas(7))
+    assert [(i, m) for i, m in groups[0][1]] == [(0, 1), (1, 2), (2, 4), (3, 10)] and len(groups) == 1
+    groups = _frequency_groups((1.0, 0.3, 0.5, 1.0 / 17))
+    assert [sorted(m for _, m in members) for _, members in groups] == [[1, 2], [1], [1]]
+    t = torch.linspace(-30, 30, 101, dtype=torch.float64)
+    multiples = [1, 2, 3, 4, 8, 10, 16]  # 2, 4, 8, 16 by the double-angle formulas
+    for m, (cm, sm) in zip(multiples, _harmonics(t, multiples)):
+        assert torch.allclose(cm, (m * t).cos(), atol=1e-10)
+        assert torch.allclose(sm, (m * t).sin(), atol=1e-10)
+
+
+def test_orthogonal_frequencies_are_gaussian_and_lower_the_variance():
+    d = 27
+    W = _orthogonal_gaussian(d, 2 * d + 5, torch.Generator().manual_seed(1)).double()
+    for s in (slice(0, d), slice(d, 2 * d)):  # orthogonal within each block of d
+        gram = W[:, s].t() @ W[:, s]
+        assert torch.allclose(gram - torch.diag(gram.diagonal()), torch.zeros_like(gram), atol=1e-4)
+    # marginally N(0, I): many draws have the moments of a standard Gaussian (4 standard errors)
+    cols = torch.stack([_orthogonal_gaussian(d, 2, torch.Generator().manual_seed(s))
+                        for s in range(400)]).double()  # 21600 values
+    assert abs(cols.mean()) < 0.03 and abs(cols.var() - 1) < 0.04
+    assert abs(cols.pow(4).mean() - 3) < 0.25
+    # the estimate's spread over draws is smaller than with i.i.d. frequencies (smooth images,
+    # like natural ones; on white noise the two are alike)
+    x = gaussian_blur(_rand(1, 3, 20, 20, seed=41), 1.5)
+    y = gaussian_blur(x, 1.0)
+    kw = dict(patch_size=3, sigmas=(2.0,))
+    exact = patch_mmd(x, y, **kw)
+    P, _ = extract_patches(x, 3)
+    Q, _ = extract_patches(y, 3)
+    orf, iid = [], []
+    for seed in range(24):
+        orf.append(float(patch_mmd(x, y, method="random_features", num_features=2 * d, seed=seed,
+                                   **kw)))
+        w = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) / 2.0
+        up, uq = P[0] @ w, Q[0] @ w
+        diff = ((up.cos().mean(0) - uq.cos().mean(0)) ** 2 + (up.sin().mean(0) - uq.sin().mean(0)) ** 2)
+        iid.append(float(diff.mean()))
+    assert abs(np.mean(iid) / float(exact) - 1) < 0.2  # the naive i.i.d. estimate is right on average
+    assert np.std(orf) < 0.7 * np.std(iid), (np.std(orf), np.std(iid))
 
 
 def test_global_rng_untouched_and_redraw():
