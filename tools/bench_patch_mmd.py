@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmark_utils import (format_table, mib, peak_memory_call, synchronize,  # noqa: E402
-                             time_call)
+                             time_in_turns)
 from randperc_plugins.losses.patch_mmd import extract_patches, patch_mmd  # noqa: E402
 
 try:  # optional extra
@@ -45,8 +45,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 PATCH = 7
 SIGMA = 2.45  # one of the default bandwidths for 7x7 patches (0.05 * 7^2)
-SR_FEATURES = (512, 1024, 2048)  # random features per bandwidth in the SR table
-SR_SEEDS = 3
+SR_FEATURES = (1024, 2048, 3072)  # random features per bandwidth in the SR table
+SR_SEEDS = 5
+SR_BATCH = 4  # time and memory grow linearly with the batch for every method: ratios do not depend on it
+#: crop sides of MMagic's DIV2K configs (``PairedRandomCrop(gt_patch_size=...)``)
+SR_SHAPES = ((96, "EDSR x2"), (128, "MSRResNet x4"), (196, "EDSR x4"))
 SIDES = {1024: 38, 2025: 51, 4096: 70, 8100: 96, 16384: 134, 32761: 187, 65536: 262}
 
 
@@ -108,16 +111,28 @@ def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float(((a - ref).abs() / ref.abs()).mean())
 
 
-def _measure(name: str, fn, x, y, device, ref, repeat: int) -> Dict[str, object]:
-    run = _fwd_bwd(fn, x, y)
-    start = time.perf_counter()
-    value = run()
-    synchronize(device)
-    seconds = time.perf_counter() - start  # includes a first-call warm-up: used only when repeat == 1
+def _measure(fns: Dict[str, Callable], x, y, device, repeat: int) -> Dict[str, dict]:
+    """Time (fwd+bwd), peak memory and value of each case. With ``repeat > 1`` the cases are warmed up,
+    then timed in turn (see ``time_in_turns``); with ``repeat == 1`` the first call is the time
+    (for the slowest cases, where a warm-up is a small part of a call)."""
+    runs = {name: _fwd_bwd(fn, x, y) for name, fn in fns.items()}
+    out = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        value = run()
+        synchronize(device)
+        out[name] = {"method": name, "time_s": time.perf_counter() - start, "value": value.detach()}
     if repeat > 1:
-        seconds = time_call(run, device, warmup=0, repeat=repeat)
-    peak = peak_memory_call(run, device)
-    return {"method": name, "time_s": seconds, "peak_mib": mib(peak), "rel_err": _rel(value, ref)}
+        for name, seconds in time_in_turns(runs, device, repeat).items():
+            out[name]["time_s"] = seconds
+    for name, run in runs.items():
+        out[name]["peak_mib"] = mib(peak_memory_call(run, device))
+    return out
+
+
+def _repeats(first_seconds: float) -> int:
+    """Enough turns for about 2 s of the slowest case (3 to 15), one above 20 s."""
+    return 1 if first_seconds > 20 else max(3, min(15, round(2.0 / max(first_seconds, 1e-3))))
 
 
 def _dense_bytes(n: int) -> int:
@@ -154,23 +169,22 @@ def run(device: torch.device, quick: bool) -> List[dict]:
         kw = dict(patch_size=PATCH, sigmas=(SIGMA,))
         float64_ref = n <= (8100 if device.type == "cuda" else 4096)
         ref = patch_mmd(x.double(), y.double(), **kw) if float64_ref else None
-        repeat = 3 if n <= 8100 else 1
-        exact = _measure("exact", lambda a, b: patch_mmd(a, b, **kw), x, y, device,
-                         ref if ref is not None else patch_mmd(x, y, **kw), repeat)
-        if ref is None:
-            ref = patch_mmd(x, y, **kw)
-            exact["rel_err"] = None
-        cases = [exact]
+        fns = {"exact": lambda a, b: patch_mmd(a, b, **kw)}
         if dense_ok(n):
-            cases.append(_measure("dense", lambda a, b: _dense_mmd(a, b, SIGMA), x, y, device, ref,
-                                  repeat))
+            fns["dense"] = lambda a, b: _dense_mmd(a, b, SIGMA)
             if SamplesLoss is not None:
-                cases.append(_measure("geomloss", lambda a, b: _geomloss_mmd(a, b, SIGMA), x, y,
-                                      device, ref, repeat))
-        cases.append(_measure("rf", lambda a, b: patch_mmd(a, b, method="random_features", **kw),
-                              x, y, device, ref, repeat))
-        for c in cases:
-            c.update(table="scaling", N=n, ref="float64" if float64_ref else "exact float32")
+                fns["geomloss"] = lambda a, b: _geomloss_mmd(a, b, SIGMA)
+        fns["rf"] = lambda a, b: patch_mmd(a, b, method="random_features", **kw)
+        first = time.perf_counter()
+        patch_mmd(x, y, **kw)
+        cases = _measure(fns, x, y, device, _repeats(3 * (time.perf_counter() - first)))
+        exact = cases["exact"]
+        if ref is None:
+            ref = exact["value"]
+        for c in cases.values():
+            c.update(table="scaling", N=n, ref="float64" if float64_ref else "exact float32",
+                     rel_err=None if (c is exact and not float64_ref) else _rel(c.pop("value"), ref))
+            c.pop("value", None)
             c["time_vs_exact"] = c["time_s"] / exact["time_s"]
             c["mem_vs_exact"] = (None if c["peak_mib"] is None or not exact["peak_mib"]
                                  else c["peak_mib"] / exact["peak_mib"])
@@ -180,35 +194,41 @@ def run(device: torch.device, quick: bool) -> List[dict]:
             previous[c["method"]] = c["peak_mib"]
             rows.append(c)
         for m in ("dense", "geomloss"):
-            if not any(c["method"] == m for c in cases):
+            if m not in cases:
                 previous[m] = None
                 rows.append({"table": "scaling", "N": n, "method": m,
                              "note": f"skipped: needs ~{_dense_bytes(n) / 2**30:.0f} GiB"
                              if SamplesLoss is not None or m == "dense" else "geomloss not installed"})
 
-    # SR training shape: batch of 3x96x96 crops, default bandwidths
-    batch = 4 if quick else 16
-    x = _image(96, batch=batch, seed=7).to(device)
-    y = _degrade(x.cpu()).to(device)
-    ref = patch_mmd(x, y, patch_size=PATCH)  # exact, float32 (float64 would dominate the run)
-    exact = _measure("exact", lambda a, b: patch_mmd(a, b, patch_size=PATCH), x, y, device, ref, 1)
-    exact.update(rel_err=0.0, mmd_rel_err=0.0, loss_rel_err=0.0)
-    sr_rows = [exact]
-    for d in SR_FEATURES:
-        row = _measure(f"rf D={d}", lambda a, b, d=d: patch_mmd(
-            a, b, patch_size=PATCH, method="random_features", num_features=d), x, y, device, ref, 3)
-        # the error depends on the draw: average it over a few seeds (forward only)
-        draws = [patch_mmd(x, y, patch_size=PATCH, method="random_features", num_features=d,
-                           seed=seed).detach() for seed in range(SR_SEEDS)]
-        row["rel_err"] = sum(_rel(v, ref) for v in draws) / SR_SEEDS
-        row["mmd_rel_err"] = sum(_rel(v.clamp(min=0).sqrt(), ref.sqrt()) for v in draws) / SR_SEEDS
-        row["loss_rel_err"] = sum(_rel(v.clamp(min=0).sqrt().mean(), ref.sqrt().mean())
-                                  for v in draws) / SR_SEEDS
-        sr_rows.append(row)
-    for c in sr_rows:
-        c.update(table="sr", N=f"{batch}x8100", time_vs_exact=c["time_s"] / exact["time_s"],
-                 speedup=exact["time_s"] / c["time_s"])
-        rows.append(c)
+    # SR training shapes: batches of the crops of the DIV2K configs, default bandwidths
+    for side, config in (SR_SHAPES[:1] if quick else SR_SHAPES):
+        batch = SR_BATCH
+        x = _image(side, batch=batch, seed=7).to(device)
+        y = _degrade(x.cpu()).to(device)
+        exact = _measure({"exact": lambda a, b: patch_mmd(a, b, patch_size=PATCH)}, x, y, device,
+                         1 if side > 128 else 2)["exact"]
+        ref = exact.pop("value")  # exact in float32 (float64 would dominate the run)
+        exact.update(rel_err=0.0, mmd_rel_err=0.0, loss_rel_err=0.0)
+        fns = {f"rf D={d}": (lambda a, b, d=d: patch_mmd(a, b, patch_size=PATCH,
+                                                          method="random_features", num_features=d))
+               for d in SR_FEATURES}
+        sr_rows = [exact]
+        for name, row in _measure(fns, x, y, device, 3).items():
+            row.pop("value")
+            d = int(name.split("=")[1])
+            # the error depends on the draw: average it over a few seeds (forward only)
+            draws = [patch_mmd(x, y, patch_size=PATCH, method="random_features", num_features=d,
+                               seed=seed).detach() for seed in range(SR_SEEDS)]
+            row["rel_err"] = sum(_rel(v, ref) for v in draws) / SR_SEEDS
+            row["mmd_rel_err"] = sum(_rel(v.clamp(min=0).sqrt(), ref.sqrt()) for v in draws) / SR_SEEDS
+            row["loss_rel_err"] = sum(_rel(v.clamp(min=0).sqrt().mean(), ref.sqrt().mean())
+                                      for v in draws) / SR_SEEDS
+            sr_rows.append(row)
+        n = (side - PATCH + 1) ** 2
+        for c in sr_rows:
+            c.update(table="sr", shape=f"{batch}x3x{side}x{side} ({config})", N=f"{batch}x{n}",
+                     speedup=exact["time_s"] / c["time_s"])
+            rows.append(c)
     return rows
 
 
@@ -226,10 +246,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "mem_growth", "rel_err", "ref", "note"]))
     print("\nmem_growth: peak memory over that of the previous N (N about doubles: ~2 is linear, "
           "~4 quadratic).\n")
-    print("## SR training shape (3x96x96, 7x7 patches, 4 default sigmas), fwd+bwd\n")
+    print("## SR training shapes (7x7 patches, 4 default sigmas), fwd+bwd\n")
     print(format_table([r for r in rows if r["table"] == "sr"],
-                       ["N", "method", "time_s", "speedup", "peak_mib", "rel_err", "mmd_rel_err",
-                        "loss_rel_err"]))
+                       ["shape", "N", "method", "time_s", "speedup", "peak_mib", "rel_err",
+                        "mmd_rel_err", "loss_rel_err"]))
     print(f"\nrel_err: mean over the batch of |MMD² - exact| / exact; mmd_rel_err: the same for the "
           f"MMD (what PatchMMDLoss returns by default); loss_rel_err: for the batch mean of the MMD "
           f"(the loss value of a step). Each averaged over {SR_SEEDS} feature draws.")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 
 import torch
 
 import framework_models as fm
-from benchmark_utils import format_table, mib, peak_memory_call, time_call
+from benchmark_utils import format_table, mib, peak_memory_call, time_in_turns
 
 BASE_LOSS = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
 VARIANTS = {
@@ -38,13 +37,10 @@ def run(device: torch.device, size, batch: int, repeat: int = 2):
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
         steps[name] = functools.partial(fm.train_step, model, data, optimizer)
         steps[name]()  # warm-up
-    times = {name: [] for name in steps}
-    for _ in range(repeat):
-        for name, step in steps.items():
-            times[name].append(time_call(step, device, warmup=0, repeat=1))
+    times = time_in_turns(steps, device, repeat)
     rows, base_time, base_mem = [], None, None
     for name, step in steps.items():
-        seconds = statistics.median(times[name])
+        seconds = times[name]
         peak = peak_memory_call(step, device)
         if base_time is None:
             base_time, base_mem = seconds, peak

@@ -39,6 +39,17 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 1, r
     return statistics.median(times)
 
 
+def time_in_turns(fns: Dict[str, Callable[[], object]], device: torch.device,
+                  repeat: int = 3) -> Dict[str, float]:
+    """Median seconds of each of ``fns`` (already warmed up), run in turn ``repeat`` times (a, b, c,
+    a, b, c, ...), so that a change in the machine's load affects all of them alike."""
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(time_call(fn, device, warmup=0, repeat=1))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

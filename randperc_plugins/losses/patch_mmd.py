@@ -243,11 +243,14 @@ class _BlockedKernelSums(torch.autograd.Function):
             coefs = [1.0 / (2.0 * s * s) for s in ctx.sigmas]
             # d k_s(u, v) / du = -k_s(u, v) (u - v) / sigma_s^2
             gweights = [w / (s * s) for w, s in zip(ctx.weights, ctx.sigmas)]
-            pairs = ((P0, P0, a, a, dP, dP, True, 0), (Q0, Q0, b, b, dQ, dQ, True, 1),
-                     (P0, Q0, a, b, dP, dQ, False, 2))
-            for X, Y, u, v, dX, dY, symmetric, k in pairs:
+            # only the sums that reach a needed gradient (a target usually needs none): the rows
+            # of a block give dX, its columns dY
+            pairs = ((P0, P0, a, a, dP, dP, True, 0, need_p, need_p),
+                     (Q0, Q0, b, b, dQ, dQ, True, 1, need_q, need_q),
+                     (P0, Q0, a, b, dP, dQ, False, 2, need_p, need_q))
+            for X, Y, u, v, dX, dY, symmetric, k, rows, cols in pairs:
                 g = grad[:, k]
-                if not bool((g != 0).any()):
+                if not (rows or cols) or not bool((g != 0).any()):
                     continue
                 nx, ny = X.pow(2).sum(-1), Y.pow(2).sum(-1)
                 for si, sj, mult, diagonal in _pair_plan(X.shape[1], Y.shape[1], ctx.block_size,
@@ -258,8 +261,9 @@ class _BlockedKernelSums(torch.autograd.Function):
                     scale = (g * (2.0 if diagonal else mult)).view(-1, 1, 1)
                     m.mul_(u[:, si].unsqueeze(2) * scale).mul_(v[:, sj].unsqueeze(1))
                     # rows: -sum_j m_ij (x_i - y_j); on a diagonal block the columns give the same
-                    dX[:, si] -= m.sum(2).unsqueeze(2) * xi - torch.bmm(m, yj)
-                    if not diagonal:
+                    if rows:
+                        dX[:, si] -= m.sum(2).unsqueeze(2) * xi - torch.bmm(m, yj)
+                    if cols and not diagonal:
                         dY[:, sj] -= m.sum(1).unsqueeze(2) * yj - torch.bmm(m.transpose(1, 2), xi)
         return (dP if need_p else None), (dQ if need_q else None), None, None, None, None, None
 
@@ -469,18 +473,24 @@ class _FeatureMean(torch.autograd.Function):
                      enumerate(features.terms)]
             g_sin = [(grad[:, i, 1] * (m * scale)).unsqueeze(1) for i, (_, m, scale) in
                      enumerate(features.terms)]
+            weighted = bool((a != 1).any())
             dP = torch.empty_like(P)
             for s, e in _blocks(P.shape[1], ctx.chunk):
                 u = torch.matmul(P[:, s:e], W)
                 for g, members in enumerate(groups):
                     ug = u[..., g * F_:(g + 1) * F_]
                     harm = _harmonics(ug, [m for _, m, _ in members])
-                    dt = None
+                    dt = None  # d loss / d(p W_g), built in the first cos tensor
                     for (i, _, _), (cm, sm) in zip(members, harm):
-                        dt = torch.mul(cm, g_sin[i]) if dt is None else dt.addcmul_(cm, g_sin[i])
+                        dt = cm.mul_(g_sin[i]) if dt is None else dt.addcmul_(cm, g_sin[i])
                         dt.addcmul_(sm, g_cos[i])
-                    ug.copy_(dt)  # u is not needed any more: reuse it for d loss / d(p W)
-                dP[:, s:e] = torch.matmul(u, W.t()).mul_(a[:, s:e].unsqueeze(2))
+                    if len(groups) == 1:
+                        u = dt
+                    else:
+                        ug.copy_(dt)  # u is not needed any more: reuse it
+                dP[:, s:e] = torch.matmul(u, W.t())
+                if weighted:
+                    dP[:, s:e].mul_(a[:, s:e].unsqueeze(2))
         return dP, None, None, None
 
 

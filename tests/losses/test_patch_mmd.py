@@ -156,6 +156,13 @@ def test_gradient_matches_autograd_of_reference(estimator):
     hx, hy = torch.autograd.grad((out * w).sum(), (x, y))
     assert torch.allclose(hx, gx, rtol=1e-8, atol=1e-14)
     assert torch.allclose(hy, gy, rtol=1e-8, atol=1e-14)
+    # one input at a time (the backward pass then skips the other's sums): the same gradients
+    for inp, other, expected in ((x, y.detach(), gx), (y, x.detach(), gy)):
+        args = (inp, other) if inp is x else (other, inp)
+        out = patch_mmd(*args, patch_size=3, sigmas=(0.4, 1.1), estimator=estimator, mask_x=mx,
+                        block_size=19)
+        (h,) = torch.autograd.grad((out * w).sum(), inp)
+        assert torch.allclose(h, expected, rtol=1e-8, atol=1e-14)
 
 
 @pytest.mark.parametrize("estimator", ["biased", "unbiased"])
