@@ -590,8 +590,8 @@ def patch_mmd(x: Tensor, y: Tensor, patch_size: int = 7, stride: int = 1,
       \bar z(Q)\rVert^2`, unbiased over the draw: time :math:`O(N L F S d)`. As
       :math:`\lVert z(p)\rVert^2 = \sum_s w_s` exactly, the kernel's diagonal, the unbiased form
       subtracts it exactly. The relative error falls as :math:`1/\sqrt{F}`; for the narrow default
-      bandwidths, whose MMD² is mostly the :math:`1/|P|` diagonal term, each frequency's term is
-      roughly exponentially distributed, so about 1/sqrt(F) per bandwidth is also the floor. Features
+      bandwidths, whose frequencies are high against the spread of natural patches, each frequency's
+      term is roughly exponentially distributed, so about 1/sqrt(F) per bandwidth is also the floor. Features
       come from a local CPU generator seeded with ``seed``
       (the global RNG is untouched, every rank draws the same) and are cached; ``redraw=True`` draws
       new ones at each call from ``generator``, or, without one, from a process-wide generator per
