@@ -184,9 +184,9 @@ def run(device: torch.device, quick: bool) -> List[dict]:
         if ref is None:
             ref = exact["value"]
         for c in cases.values():
+            value = c.pop("value")
             c.update(table="scaling", N=n, ref="float64" if float64_ref else "exact float32",
-                     rel_err=None if (c is exact and not float64_ref) else _rel(c.pop("value"), ref))
-            c.pop("value", None)
+                     rel_err=None if (c is exact and not float64_ref) else _rel(value, ref))
             c["time_vs_exact"] = c["time_s"] / exact["time_s"]
             c["mem_vs_exact"] = (None if c["peak_mib"] is None or not exact["peak_mib"]
                                  else c["peak_mib"] / exact["peak_mib"])

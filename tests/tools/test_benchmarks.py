@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end on tiny shapes and report what their tables promise."""
+import math
+
+import torch
+
+import bench_patch_mmd
+from benchmark_utils import time_in_turns
+
+
+def test_time_in_turns_runs_each_case_in_turn():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    times = time_in_turns(fns, torch.device("cpu"), repeat=3)
+    assert calls == ["a", "b"] * 3
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+
+
+def test_bench_patch_mmd_tables_on_tiny_shapes(monkeypatch):
+    monkeypatch.setattr(bench_patch_mmd, "SIDES", {100: 16, 196: 20})
+    monkeypatch.setattr(bench_patch_mmd, "SR_SHAPES", ((20, "tiny"),))
+    monkeypatch.setattr(bench_patch_mmd, "SR_FEATURES", (16, 64))
+    monkeypatch.setattr(bench_patch_mmd, "SR_SEEDS", 2)
+    monkeypatch.setattr(bench_patch_mmd, "SR_BATCH", 2)
+    rows = bench_patch_mmd.run(torch.device("cpu"), quick=False)
+    scaling = [r for r in rows if r["table"] == "scaling" and "time_s" in r]
+    sr = [r for r in rows if r["table"] == "sr"]
+    methods = {r["method"] for r in scaling}
+    assert {"exact", "dense", "rf"} <= methods
+    for r in scaling:
+        assert r["time_s"] > 0 and math.isfinite(r["time_vs_exact"])
+        if r["method"] in ("exact", "dense", "geomloss"):
+            # float32 against the float64 exact value; a 16x16 crop's small MMD² cancels more than
+            # the loss tests' inputs, so this checks the plumbing, not the precision
+            assert r["rel_err"] < 1e-2, r
+    assert [r["method"] for r in sr] == ["exact", "rf D=16", "rf D=64"]
+    assert sr[0]["speedup"] == 1 and sr[0]["rel_err"] == 0
+    for r in sr[1:]:
+        # the MMD's error is about half the MMD²'s; both are averages over draws, not 0
+        assert 0 < r["mmd_rel_err"] < r["rel_err"] and r["loss_rel_err"] >= 0
