@@ -20,7 +20,7 @@ default, N <= 4k with ``--quick``); the exact and random-feature methods run up 
 default (N = 8k with ``--quick``). Table 2 is the SR training shapes: batches of 4 crops of the sizes
 MMagic's DIV2K configs train on (96, 128 and 196; only 96 with ``--quick``), with the default 4
 bandwidths, against a 2x down-and-up-sampled prediction, for several ``num_features``; the errors are
-averaged over a few feature draws.
+averaged over ``SR_SEEDS`` feature draws.
 """
 from __future__ import annotations
 
@@ -113,10 +113,12 @@ def _rel(a: torch.Tensor, ref: torch.Tensor) -> float:
     return float(((a - ref).abs() / ref.abs()).mean())
 
 
-def _measure(fns: Dict[str, Callable], x, y, device, repeat: int) -> Dict[str, dict]:
+def _measure(fns: Dict[str, Callable], x, y, device,
+             repeat: Optional[int] = None) -> Dict[str, dict]:
     """Time (fwd+bwd), peak memory and value of each case. With ``repeat > 1`` the cases are warmed up,
     then timed in turn (see ``time_in_turns``); with ``repeat == 1`` the first call is the time
-    (for the slowest cases, where a warm-up is a small part of a call)."""
+    (for the slowest cases, where a warm-up is a small part of a call); ``None`` picks it from the
+    slowest first call (:func:`_repeats`)."""
     runs = {name: _fwd_bwd(fn, x, y) for name, fn in fns.items()}
     out = {}
     for name, run in runs.items():
@@ -124,6 +126,8 @@ def _measure(fns: Dict[str, Callable], x, y, device, repeat: int) -> Dict[str, d
         value = run()
         synchronize(device)
         out[name] = {"method": name, "time_s": time.perf_counter() - start, "value": value.detach()}
+    if repeat is None:
+        repeat = _repeats(max(c["time_s"] for c in out.values()))
     if repeat > 1:
         for name, seconds in time_in_turns(runs, device, repeat).items():
             out[name]["time_s"] = seconds
@@ -177,9 +181,7 @@ def run(device: torch.device, quick: bool) -> List[dict]:
             if SamplesLoss is not None:
                 fns["geomloss"] = lambda a, b: _geomloss_mmd(a, b, SIGMA)
         fns["rf"] = lambda a, b: patch_mmd(a, b, method="random_features", **kw)
-        first = time.perf_counter()
-        patch_mmd(x, y, **kw)
-        cases = _measure(fns, x, y, device, _repeats(3 * (time.perf_counter() - first)))
+        cases = _measure(fns, x, y, device)
         exact = cases["exact"]
         if ref is None:
             ref = exact["value"]

@@ -316,7 +316,8 @@ def _orthogonal_gaussian(dim: int, count: int, generator: torch.Generator) -> Te
     for _ in range(-(-count // dim)):
         g = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
         q, r = torch.linalg.qr(g)
-        q = q * torch.sign(torch.diagonal(r)).masked_fill(torch.diagonal(r) == 0, 1.0)
+        diag = torch.diagonal(r)
+        q = q * torch.where(diag < 0, -1.0, 1.0)  # signs fixed: Haar-distributed q
         norms = torch.randn(dim, dim, generator=generator, dtype=torch.float64).norm(dim=0)
         blocks.append(q * norms)
     return torch.cat(blocks, dim=1)[:, :count].to(torch.float32)
@@ -589,10 +590,10 @@ def patch_mmd(x: Tensor, y: Tensor, patch_size: int = 7, stride: int = 1,
       features, Yu et al., NeurIPS 2016), and :math:`\mathrm{MMD}^2 \approx \lVert \bar z(P) -
       \bar z(Q)\rVert^2`, unbiased over the draw: time :math:`O(N L F S d)`. As
       :math:`\lVert z(p)\rVert^2 = \sum_s w_s` exactly, the kernel's diagonal, the unbiased form
-      subtracts it exactly. The relative error falls as :math:`1/\sqrt{F}`; for the narrow default
-      bandwidths, whose frequencies are high against the spread of natural patches, each frequency's
-      term is roughly exponentially distributed, so about 1/sqrt(F) per bandwidth is also the floor. Features
-      come from a local CPU generator seeded with ``seed``
+      subtracts it exactly. The relative error falls roughly as :math:`1/\sqrt{F}`, and no orthogonality
+      lowers it much for the narrow default bandwidths: their frequencies are high against the spread
+      of natural patches, so each frequency's term is roughly exponentially distributed. Features come
+      from a local CPU generator seeded with ``seed``
       (the global RNG is untouched, every rank draws the same) and are cached; ``redraw=True`` draws
       new ones at each call from ``generator``, or, without one, from a process-wide generator per
       ``seed`` (identical on ranks that call in step).
