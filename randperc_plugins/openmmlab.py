@@ -1,0 +1,83 @@
+"""What the OpenMMLab adapters (mmseg, mmagic, mmdet) share: logging an added loss term on its own.
+
+MMagic's editors call ``self.pixel_loss(pred, gt)`` and mmdet's mask head ``self.loss_mask(...)``: each
+expects one tensor back, so a perceptual term added there is summed into the baseline's term. So that
+a user still sees what each term contributes, the composite losses publish each term to mmengine's
+:class:`~mmengine.logging.MessageHub` under ``train/<name>``, the key under which mmengine's own
+``RuntimeInfoHook`` publishes the losses a model returns; the runner's ``LogProcessor`` then smooths,
+prints and writes them (``vis_data/scalars.json``) like any other loss.
+
+Without a host synchronisation: ``MessageHub.update_scalar`` turns a tensor into a Python number with
+``.item()``, which would stall the GPU in the middle of the step. A term on the CPU is published at
+once (reading it costs nothing); a term on a GPU is copied to pinned host memory without blocking, with
+a CUDA event recorded after the copy, and published by a later call once ``event.query()`` (which does
+not block) says the copy is done: in practice at the next iteration, since the runner itself reads
+every returned loss at the end of each iteration. Such a term is therefore logged one iteration late.
+
+Imports mmengine: only the OpenMMLab adapters use this module.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from mmengine.logging import MessageHub
+from torch import Tensor
+
+__all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name"]
+
+# (name, host copy, event that completes the copy): GPU terms waiting to be published
+_pending: List[Tuple[str, Tensor, Optional["torch.cuda.Event"]]] = []
+
+
+def check_loss_name(loss_name: str) -> str:
+    """Return ``loss_name`` if it contains ``'loss'``; raise ``ValueError`` otherwise.
+
+    mmengine's ``parse_losses`` back-propagates only the entries whose key contains ``'loss'``: any
+    other name would be logged and silently never trained.
+    """
+    if not isinstance(loss_name, str) or "loss" not in loss_name:
+        raise ValueError(f"`loss_name` must contain 'loss' (OpenMMLab back-propagates only such terms), "
+                         f"got {loss_name!r}")
+    return loss_name
+
+
+def log_loss_term(name: str, value: Tensor) -> None:
+    """Publish the scalar ``value`` as ``train/<name>`` in the current message hub, without a host sync.
+
+    ``value`` is detached and reduced to its mean (as mmengine's ``parse_losses`` does). On a GPU the
+    value appears at a later call (see the module docstring); :func:`flush_loss_terms` publishes every
+    finished one now.
+    """
+    value = value.detach()
+    value = value.mean() if value.numel() != 1 else value.reshape(())
+    flush_loss_terms(wait=False)
+    if value.device.type != "cuda":
+        MessageHub.get_current_instance().update_scalar(f"train/{name}", value.float())
+        return
+    host = torch.empty((), dtype=torch.float32, pin_memory=True)
+    host.copy_(value.float(), non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    _pending.append((name, host, event))
+
+
+def flush_loss_terms(wait: bool = True) -> int:
+    """Publish the pending GPU terms whose copy has finished (all of them, waiting, with ``wait``).
+
+    Returns the number published. Terms are published in the order they were logged; a term whose copy
+    is unfinished keeps the ones after it pending too, so that a name's history stays in order.
+    """
+    hub = None
+    published = 0
+    while _pending:
+        name, host, event = _pending[0]
+        if event is not None and not event.query():
+            if not wait:
+                break
+            event.synchronize()
+        hub = hub or MessageHub.get_current_instance()
+        hub.update_scalar(f"train/{name}", host)
+        _pending.pop(0)
+        published += 1
+    return published
