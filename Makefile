@@ -25,7 +25,7 @@ test-slow: env
 	$(MAKE) test PYTEST_ARGS="--runslow $(PYTEST_ARGS)"
 
 bench: env
-	$(PY) tools/benchmark_losses.py
+	$(PY) tools/benchmark.py all
 
 clean-env:
 	rm -rf $(VENV)

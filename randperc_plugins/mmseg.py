@@ -114,7 +114,7 @@ class PatchMMDLoss(_MMSegPerceptualLoss):
     suit RGB images): ``patch_size=3`` (a C-class probability map makes patches of ``9 C`` values),
     ``max_size=128`` (the map is area-resized so that its longer side is at most 128 pixels: about 8k
     patches for a 512x1024 crop) and ``method='auto'`` (random features at that size). Our choices,
-    measured with ``tools/calibrate_loss_weight.py`` and ``tools/benchmark_mmseg.py``.
+    measured with ``tools/calibrate_loss_weight.py`` and ``tools/benchmark.py mmseg-step``.
 
     ``loss_weight`` defaults to 0.4: with 19 classes the term's gradient on the logits is then about a
     third of cross-entropy's for a nearly converged prediction (``tools/calibrate_loss_weight.py

@@ -1,14 +1,8 @@
 """Project-wide pytest options: the opt-in ``slow`` marker and the ``detectron2`` skip."""
 import importlib.util
-import os
-import sys
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS_DIR = os.path.join(REPO_ROOT, "tools")
-if TOOLS_DIR not in sys.path:  # the tools are scripts, not a package: tests import them by name
-    sys.path.insert(0, TOOLS_DIR)
 
 
 def pytest_addoption(parser):

@@ -3,7 +3,7 @@
     python tools/calibrate_loss_weight.py {gpl,patch-mmd} --num-classes 19 --size 512 1024 \\
         [--target-ratio 0.33] [--loss-options key=value ...]
 
-Label maps are toy scenes (tools/toy_data.py: shapes on a background, a void band). Logits are drawn at
+Label maps are toy scenes (randperc_plugins/datasets/seg_scenes.py: shapes on a background, a void band). Logits are drawn at
 three qualities: ``q * one_hot(label) + smooth noise`` for q = 0 (an untrained head), 3 and 6 (close to
 converged, cross-entropy about 0.2 with 19 classes). For each the tool prints both losses and the ratio
 of their gradient norms on the logits, and suggests the ``loss_weight`` that makes the added term's
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from toy_data import _draw_sample
+from randperc_plugins.datasets.seg_scenes import _draw_sample
 
 QUALITIES = (0.0, 3.0, 6.0)
 

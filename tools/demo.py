@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-import framework_models as fm
+from randperc_plugins.utils import framework_models as fm
 
 # The pinned frameworks warn about their own deprecations on import; the demo's output is its results.
 warnings.filterwarnings("ignore", category=FutureWarning)

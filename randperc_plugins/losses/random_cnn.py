@@ -42,7 +42,7 @@ VGG19_WIDTHS: Tuple[Tuple[int, ...], ...] = (
 DEFAULT_LAYERS: Tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_4")
 
 #: Default ``max_size``: the loss is computed on inputs whose longer side is at most this many pixels
-#: (chosen with ``tools/bench_random_cnn.py``; see :class:`RandomCNNPerceptualLoss`).
+#: (chosen with ``tools/benchmark.py random-cnn``; see :class:`RandomCNNPerceptualLoss`).
 DEFAULT_MAX_SIZE: Optional[int] = 256
 
 #: Default seed of the random network.
@@ -556,7 +556,7 @@ class RandomCNNPerceptualLoss(nn.Module):
       about +55% of the cost, so the default network stops after stage 3. Even so the default loss is
       dominated by the first two stages; for deeper layers to weigh, use ``init='kaiming'`` (every
       layer then gives terms of similar size) or ``layer_weights``.
-    * ``max_size=256``: chosen with ``tools/bench_random_cnn.py`` (table in the README) so that the loss
+    * ``max_size=256``: chosen with ``tools/benchmark.py random-cnn`` (table in the README) so that the loss
       costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch; SR patches
       (96x96) are not resized. ``max_size=None`` computes it at full resolution.
 

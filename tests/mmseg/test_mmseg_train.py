@@ -15,7 +15,7 @@ from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
-from toy_data import make_seg_dataset  # noqa: E402  (tools/ is on sys.path, see tests/conftest.py)
+from randperc_plugins.datasets.seg_scenes import make_seg_dataset  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

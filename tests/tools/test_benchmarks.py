@@ -3,8 +3,8 @@ import math
 
 import torch
 
-import bench_patch_mmd
-from benchmark_utils import time_in_turns
+from randperc_plugins.benchmarks import patch_mmd as bench_patch_mmd
+from randperc_plugins.benchmarks.common import time_in_turns
 
 
 def test_time_in_turns_runs_each_case_in_turn():

@@ -1,4 +1,4 @@
-"""Timing and peak-memory measurement shared by the benchmarks in ``tools/``.
+"""Timing and peak-memory measurement shared by the benchmarks (``tools/benchmark.py``).
 
 Results are meant to be read as ratios between cases measured in the same process (same machine, same
 threads), never as absolute numbers.

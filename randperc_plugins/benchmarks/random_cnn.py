@@ -1,6 +1,6 @@
 """Cost of the random-CNN perceptual loss (forward + backward) against what users already pay.
 
-    python tools/bench_random_cnn.py [--device cpu|cuda] [--quick]
+    python tools/benchmark.py random-cnn [--device cpu|cuda] [--quick]
 
 For each shape: median seconds and peak memory of one forward + backward of
 :class:`randperc_plugins.losses.RandomCNNPerceptualLoss`, at the default ``max_size`` and at full
@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .common import format_table, mib, peak_memory_call, time_call
 
-from benchmark_utils import format_table, mib, peak_memory_call, time_call  # noqa: E402
-
-from randperc_plugins.losses.random_cnn import (DEFAULT_MAX_SIZE,  # noqa: E402
+from ..losses.random_cnn import (DEFAULT_MAX_SIZE,
                                                 RandomCNNPerceptualLoss)
 
 COLUMNS = ["case", "shape", "setting", "loss s", "loss peak MiB", "model step s", "ratio to step",

@@ -1,10 +1,10 @@
 """Benchmark of the patch-MMD loss: exact blocked vs naive dense vs geomloss vs random features.
 
-    python tools/bench_patch_mmd.py [--device cpu|cuda] [--quick]
+    python tools/benchmark.py patch-mmd [--device cpu|cuda] [--quick]
 
 Every case is a forward and a backward pass of the MMD² between two images with 7x7 RGB patches
 (d = 147) at stride 1; N is the number of patches per image. Times and peak memories are reported
-as ratios to the exact method measured in the same run (see ``benchmark_utils``), relative errors
+as ratios to the exact method measured in the same run (see :mod:`.common`), relative errors
 against the exact MMD² in float64 (in float32 where float64 would take too long).
 
 Table 1 (one bandwidth, sigma = 2.45, so that geomloss' single-bandwidth Gaussian
@@ -25,20 +25,15 @@ averaged over ``SR_SEEDS`` feature draws.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmark_utils import (format_table, mib, peak_memory_call, synchronize,  # noqa: E402
+from .common import (format_table, mib, peak_memory_call, synchronize,
                              time_in_turns)
-from randperc_plugins.losses.patch_mmd import extract_patches, patch_mmd  # noqa: E402
+from ..losses.patch_mmd import extract_patches, patch_mmd
 
 try:  # optional extra
     from geomloss import SamplesLoss

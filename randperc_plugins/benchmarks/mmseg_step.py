@@ -1,6 +1,6 @@
 """PSPNet-R50 train step with and without each perceptual loss, as ratios measured in one process.
 
-    python tools/benchmark_mmseg.py [--device cuda|cpu] [--size H W] [--batch N] [--repeat R]
+    python tools/benchmark.py mmseg-step [--device cuda|cpu] [--size H W] [--batch N] [--repeat R]
 
 Defaults: batch 2 at 512x1024 on a GPU (the Cityscapes training shape); batch 2 at 256x512 on a CPU,
 where the full shape takes minutes per step. Each variant is the baseline decode loss plus the added
@@ -13,8 +13,8 @@ import functools
 
 import torch
 
-import framework_models as fm
-from benchmark_utils import format_table, mib, peak_memory_call, time_in_turns
+from ..utils import framework_models as fm
+from .common import format_table, mib, peak_memory_call, time_in_turns
 
 BASE_LOSS = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
 VARIANTS = {

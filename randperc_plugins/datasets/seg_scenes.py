@@ -1,6 +1,6 @@
 """Small procedurally generated datasets in the frameworks' own folder formats, for tests and the demo.
 
-    python tools/toy_data.py seg DATA_ROOT [--num-train 8] [--num-val 2] [--size 64] [--num-classes 4]
+    python tools/make_seg_scenes.py DATA_ROOT [--num-train 8] [--num-val 2] [--size 64] [--num-classes 4]
 
 Segmentation (mmseg's folder format, as ``BaseSegDataset`` reads it)::
 
@@ -58,14 +58,12 @@ def make_seg_dataset(root: str, num_train: int = 8, num_val: int = 2, size: int 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="kind", required=True)
-    seg = sub.add_parser("seg", help="segmentation in mmseg's folder format")
-    seg.add_argument("root")
-    seg.add_argument("--num-train", type=int, default=8)
-    seg.add_argument("--num-val", type=int, default=2)
-    seg.add_argument("--size", type=int, default=64)
-    seg.add_argument("--num-classes", type=int, default=4)
-    seg.add_argument("--seed", type=int, default=0)
+    parser.add_argument("root")
+    parser.add_argument("--num-train", type=int, default=8)
+    parser.add_argument("--num-val", type=int, default=2)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--num-classes", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     root = make_seg_dataset(args.root, args.num_train, args.num_val, args.size, args.num_classes, args.seed)
     print(f"wrote a toy segmentation dataset to {root}")

@@ -1,0 +1,20 @@
+"""Benchmarks of the losses and of the frameworks' train steps with them (``tools/benchmark.py``).
+
+Each subcommand is a module of this package with a ``main(argv)``; results are ratios between cases
+measured in the same process (:mod:`.common`), never absolute times to compare across machines.
+"""
+from __future__ import annotations
+
+import importlib
+
+#: ``tools/benchmark.py`` subcommand -> module of this package, and what it measures.
+SUBCOMMANDS = {
+    "random-cnn": ("random_cnn", "random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss"),
+    "patch-mmd": ("patch_mmd", "exact blocked patch-MMD against dense, geomloss and random features"),
+    "mmseg-step": ("mmseg_step", "PSPNet-R50 train step with and without each loss (one-line configs)"),
+}
+
+
+def load(name: str):
+    """The module of subcommand ``name``."""
+    return importlib.import_module(f"{__name__}.{SUBCOMMANDS[name][0]}")

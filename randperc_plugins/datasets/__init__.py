@@ -1,0 +1,4 @@
+"""Small datasets written in the frameworks' own folder formats, for tests, the demo and benchmarks.
+
+* :mod:`.seg_scenes`: procedurally drawn segmentation scenes in mmseg's folder format.
+"""
