@@ -1,0 +1,212 @@
+"""What each task hands the perceptual losses: the framework-neutral layer between an adapter and the core.
+
+Every adapter translates its framework's call into one of these, then calls a core loss on
+``(pred, target, weight)``; nothing here knows a framework. Imports torch only.
+
+* :func:`segmentation_inputs`: logits ``(N, C, H, W)`` and an integer label map with an ignore value
+  -> class probabilities, one-hot target and a pixel mask (mmseg's decode heads; any semantic head).
+* :func:`instance_mask_inputs`: ROI mask logits ``(R, K, h, w)`` (or one class-agnostic channel), the ROI
+  mask targets ``(R, h, w)`` and the ground-truth class of each ROI -> the foreground probability of that
+  class and its target, both ``(R, 1, h, w)`` (mmdet's ``FCNMaskHead``, detectron2's mask head).
+* :func:`restoration_inputs`: a restored image and its ground truth, RGB in ``[0, 1]`` (mmagic's editors).
+* :func:`task_defaults`: the core losses' settings per task (with the calibrated ``loss_weight``).
+
+Value checks that read a tensor on the host (a label range) run only with ``validate_args=True``: each
+is a host synchronisation, which stalls a GPU in the training path, where adapters pass ``False``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ._utils import as_weight_mask, check_image_pair, compute_dtype
+
+__all__ = ["segmentation_inputs", "instance_mask_inputs", "restoration_inputs", "task_defaults",
+           "TASK_DEFAULTS"]
+
+#: Settings of the core losses per task, as keyword arguments of :class:`RandomCNNPerceptualLoss`
+#: (``"random_cnn"``) and :class:`PatchMMDLoss` (``"patch_mmd"``). Each ``loss_weight`` makes the
+#: term's gradient a stated fraction of the baseline loss's (``tools/calibrate_loss_weight.py``).
+TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
+    # 19 classes (Cityscapes), nearly converged logits: the term's gradient on the logits is about a
+    # third of cross-entropy's at these weights (`calibrate_loss_weight.py {gpl,patch-mmd}
+    # --num-classes 19`); 150 classes (ADE20K) need about 50 and 1.2. Patch-MMD on C-class maps:
+    # 3x3 patches (9 C values each), maps area-resized to at most 128 pixels (about 8k patches for a
+    # 512x1024 crop), random features at that size.
+    "segmentation": {
+        "random_cnn": dict(loss_weight=5.0),
+        "patch_mmd": dict(loss_weight=0.4, patch_size=3, max_size=128, method="auto"),
+    },
+    # RGB in [0, 1]: the core defaults are chosen for images.
+    "restoration": {
+        "random_cnn": dict(),
+        "patch_mmd": dict(),
+    },
+    # 28x28 ROI masks of one foreground probability.
+    "instance_masks": {
+        "random_cnn": dict(),
+        "patch_mmd": dict(),
+    },
+}
+
+
+def task_defaults(task: str, loss: str) -> dict:
+    """A copy of the settings of core loss ``loss`` (``'random_cnn'`` or ``'patch_mmd'``) for ``task``.
+
+    Example:
+        >>> task_defaults("segmentation", "patch_mmd")["patch_size"]
+        3
+    """
+    if task not in TASK_DEFAULTS:
+        raise ValueError(f"`task` must be one of {tuple(TASK_DEFAULTS)}, got {task!r}")
+    if loss not in TASK_DEFAULTS[task]:
+        raise ValueError(f"`loss` must be one of {tuple(TASK_DEFAULTS[task])}, got {loss!r}")
+    return copy.deepcopy(TASK_DEFAULTS[task][loss])
+
+
+def _describe(t) -> str:
+    return f"dtype {t.dtype}, shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+
+
+def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional[int] = 255,
+                        weight: Optional[Tensor] = None,
+                        validate_args: bool = True) -> Tuple[Tensor, Tensor, Tensor]:
+    """Segmentation logits and an integer label map as the perceptual losses compare them.
+
+    Args:
+        logits: ``(N, C, H, W)`` raw scores. With ``C > 1`` they become softmax probabilities; with
+            ``C == 1`` (binary segmentation) a sigmoid foreground probability.
+        label: ``(N, H, W)`` (or ``(N, 1, H, W)``) integer class indices at the logits' resolution;
+            ``ignore_index`` marks void and padding pixels.
+        ignore_index: label value to leave out, or ``None``. Negative labels are left out too.
+        weight: optional per-pixel weight ``(N, H, W)`` or ``(N, 1, H, W)``, multiplied into the mask.
+        validate_args: check that every kept label is a class of ``logits`` (a host read).
+
+    Returns:
+        ``(probabilities, one_hot, mask)``: two ``(N, C, H, W)`` tensors in float32 (float64 for float64
+        logits) and an ``(N, 1, H, W)`` mask that is 0 on ignored pixels.
+
+    Raises:
+        TypeError: if ``logits`` is not floating point or ``label`` is.
+        ValueError: if the shapes disagree, or (with ``validate_args``) a kept label lies outside
+            ``[0, C)`` (``[0, 2)`` for one channel).
+
+    Example:
+        >>> logits = torch.randn(2, 4, 8, 8)
+        >>> label = torch.randint(0, 4, (2, 8, 8))
+        >>> label[:, 0] = 255
+        >>> probs, one_hot, mask = segmentation_inputs(logits, label)
+        >>> probs.shape, one_hot.shape, mask.shape, float(mask.mean())
+        (torch.Size([2, 4, 8, 8]), torch.Size([2, 4, 8, 8]), torch.Size([2, 1, 8, 8]), 0.875)
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 4:
+        raise TypeError(f"`logits` must be floating-point logits of shape (N, C, H, W), "
+                        f"got {_describe(logits)}")
+    if not isinstance(label, Tensor):
+        raise TypeError(f"`label` must be a torch.Tensor of class indices, got {type(label).__name__}")
+    if label.dim() == 4 and label.shape[1] == 1:
+        label = label[:, 0]
+    n, c, h, w = logits.shape
+    if label.shape != (n, h, w):
+        raise ValueError(f"`label` must have shape ({n}, {h}, {w}) to match `logits` "
+                         f"{tuple(logits.shape)}, got {tuple(label.shape)}")
+    if label.is_floating_point():
+        raise TypeError(f"`label` must hold integer class indices, got dtype {label.dtype}")
+    valid = label >= 0
+    if ignore_index is not None:
+        valid &= label != ignore_index
+    num_classes = max(c, 2)
+    if validate_args:
+        kept_max = int(torch.where(valid, label, torch.zeros_like(label)).max()) if label.numel() else 0
+        if kept_max >= num_classes:
+            raise ValueError(f"`label` holds class {kept_max}, but `logits` has {c} channels "
+                             f"(ignore_index={ignore_index})")
+    dtype = compute_dtype(logits)
+    clean = torch.where(valid, label, torch.zeros_like(label)).long()
+    if c == 1:
+        probabilities = torch.sigmoid(logits.to(dtype))
+        one_hot = clean.unsqueeze(1).to(dtype)
+    else:
+        probabilities = torch.softmax(logits.to(dtype), dim=1)
+        # without validation an out-of-range label must not crash one_hot: it clamps to the last class
+        one_hot = torch.nn.functional.one_hot(clean.clamp_(max=c - 1), c).permute(0, 3, 1, 2).to(dtype)
+    mask = valid.unsqueeze(1).to(dtype)
+    if weight is not None:
+        mask = mask * as_weight_mask(weight, probabilities)
+    return probabilities, one_hot, mask
+
+
+def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tensor, *,
+                         validate_args: bool = True) -> Tuple[Tensor, Tensor]:
+    """ROI mask logits of the ground-truth class and the ROI mask targets, as the losses compare them.
+
+    Args:
+        mask_logits: ``(R, K, h, w)`` per-class mask logits of ``R`` positive ROIs, or ``(R, 1, h, w)``
+            for a class-agnostic head (then ``labels`` are ignored).
+        mask_targets: ``(R, h, w)`` (or ``(R, 1, h, w)``) targets in ``[0, 1]`` (binary masks cropped
+            and resized to the ROI).
+        labels: ``(R,)`` integer class of each ROI's ground truth.
+        validate_args: check that every label is a channel of ``mask_logits`` (a host read).
+
+    Returns:
+        ``(probability, target)``, both ``(R, 1, h, w)`` in float32 (float64 for float64 logits): the
+        sigmoid of the ROI's ground-truth class channel, and its target. ``R = 0`` gives empty tensors,
+        on which the core losses return a 0 with a gradient.
+
+    Raises:
+        TypeError: if ``mask_logits`` is not floating point or ``labels`` is.
+        ValueError: if the ROI counts or mask sizes disagree, or (with ``validate_args``) a label is
+            not a channel of ``mask_logits``.
+
+    Example:
+        >>> logits = torch.randn(3, 80, 28, 28)
+        >>> targets = (torch.rand(3, 28, 28) > 0.5).float()
+        >>> prob, target = instance_mask_inputs(logits, targets, torch.tensor([0, 5, 79]))
+        >>> prob.shape, target.shape
+        (torch.Size([3, 1, 28, 28]), torch.Size([3, 1, 28, 28]))
+    """
+    if not isinstance(mask_logits, Tensor) or not mask_logits.is_floating_point() \
+            or mask_logits.dim() != 4:
+        raise TypeError(f"`mask_logits` must be floating-point logits of shape (R, K, h, w), "
+                        f"got {_describe(mask_logits)}")
+    if not isinstance(mask_targets, Tensor):
+        raise TypeError(f"`mask_targets` must be a torch.Tensor, got {type(mask_targets).__name__}")
+    if not isinstance(labels, Tensor) or labels.is_floating_point():
+        raise TypeError(f"`labels` must be an integer tensor of shape (R,), got {_describe(labels)}")
+    r, k, h, w = mask_logits.shape
+    if mask_targets.dim() == 4 and mask_targets.shape[1] == 1:
+        mask_targets = mask_targets[:, 0]
+    if mask_targets.shape != (r, h, w):
+        raise ValueError(f"`mask_targets` must have shape ({r}, {h}, {w}) to match `mask_logits` "
+                         f"{tuple(mask_logits.shape)}, got {tuple(mask_targets.shape)}")
+    labels = labels.reshape(-1)
+    if k > 1 and labels.shape[0] != r:
+        raise ValueError(f"`labels` must hold one class per ROI ({r}), got shape {tuple(labels.shape)}")
+    if validate_args and k > 1 and r > 0:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= k:
+            raise ValueError(f"`labels` must be classes in [0, {k}) of `mask_logits`, got values in "
+                             f"[{low}, {high}]")
+    dtype = compute_dtype(mask_logits)
+    if k == 1:
+        chosen = mask_logits
+    else:
+        index = labels.long().clamp(0, k - 1).view(r, 1, 1, 1).expand(r, 1, h, w)
+        chosen = mask_logits.gather(1, index)
+    return torch.sigmoid(chosen.to(dtype)), mask_targets.to(dtype).unsqueeze(1)
+
+
+def restoration_inputs(pred: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+    """A restored image and its ground truth, ``(N, C, H, W)`` floating point of the same shape.
+
+    Returned unchanged after the checks; the core losses' defaults assume RGB in ``[0, 1]``.
+
+    Raises:
+        TypeError: if either is not a floating-point tensor.
+        ValueError: if either is not 4-D or their shapes differ.
+    """
+    check_image_pair(pred, target)
+    return pred, target
