@@ -6,6 +6,7 @@ where they are imported: ``randperc_plugins.mmseg`` (MMSegmentation).
 from .losses import (PatchMMDLoss, RandomCNNPerceptualLoss, patch_mmd,
                      random_cnn_perceptual_loss)
 
-__version__ = "0.1.0"
+# The one place of the version (semantic versioning): setup.cfg reads it, CHANGELOG.md describes it.
+__version__ = "0.2.0"
 __all__ = ["RandomCNNPerceptualLoss", "random_cnn_perceptual_loss", "PatchMMDLoss", "patch_mmd",
            "__version__"]

@@ -1,0 +1,141 @@
+"""The wheel a user installs: built with ``python -m build``, installed into a fresh virtual environment,
+used from a directory outside the repository.
+
+The fresh environment reuses the project environment's packages (torch, mmcv, mmseg, ...) through a
+``.pth`` line naming its site-packages: ``venv --system-site-packages`` would reuse the base
+interpreter's packages, not the project environment's. A ``.pth`` line adds a path without running the
+``.pth`` files found there, so the project environment's editable install of randperc_plugins stays
+inactive and every import below comes from the installed wheel (checked). The build runs without
+isolation (the environment's setuptools and wheel), so the test needs no network.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("build")
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_VERSION = re.search(r'^__version__ = "([^"]+)"', (REPO / "randperc_plugins" / "__init__.py").read_text(),
+                           re.M).group(1)
+SHIPPED = sorted(p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*")
+                 if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
+CONFIG = "pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024"
+# what a source tree holds that is not source: never copied into the build
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", "work_dirs", "data")
+
+
+def _run(cmd, cwd, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing from the checkout
+    env["OMP_NUM_THREADS"] = "2"
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """(python of a fresh venv with the wheel installed, a directory outside the repository, dist dir)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source, dist, venv, outside = tmp / "source", tmp / "dist", tmp / "venv", tmp / "outside"
+    # build from a copy, so that the build's egg-info and build/ never land in the checkout
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE, symlinks=True)
+    _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, source], cwd=tmp)
+
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp)
+    python = venv / "bin" / "python"
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).strip())
+    project_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "project-environment.pth").write_text("".join(f"{p}\n" for p in sorted(project_site)))
+    wheel = next(dist.glob("*.whl"))
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+          "--disable-pip-version-check", "-q", wheel], cwd=tmp)
+    outside.mkdir()
+    return python, outside, dist, site
+
+
+def test_wheel_and_sdist_carry_every_config_and_the_project_files(installed):
+    _, _, dist, _ = installed
+    wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
+    assert [w.name for w in wheels] == [f"randperc_plugins-{SOURCE_VERSION}-py3-none-any.whl"]
+    assert [s.name for s in sdists] == [f"randperc_plugins-{SOURCE_VERSION}.tar.gz"]
+
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    prefix = "randperc_plugins/.mim/configs/"
+    assert sorted(n[len(prefix):] for n in names if n.startswith(prefix)) == SHIPPED
+    assert any(n.endswith(".dist-info/LICENSE") or n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert not any(n.startswith(("configs/", "tests/", "tools/")) for n in names)
+
+    top = f"randperc_plugins-{SOURCE_VERSION}/"
+    members = set(tarfile.open(sdists[0]).getnames())
+    for needed in ["LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "setup.py", "setup.cfg"] + [
+            f"configs/{c}" for c in SHIPPED]:
+        assert top + needed in members, needed
+
+
+def test_installed_package_imports_with_its_version(installed):
+    python, outside, _, site = installed
+    out = _run([python, "-c", "import json, importlib.metadata as m, randperc_plugins as r; "
+                "print(json.dumps([r.__version__, m.version('randperc_plugins'), r.__file__]))"], cwd=outside)
+    version, dist_version, location = json.loads(out)
+    assert version == dist_version == SOURCE_VERSION
+    assert Path(location).parent == site / "randperc_plugins"  # the wheel's copy, not the checkout
+
+
+def test_cli_lists_locates_and_copies_configs_from_outside_the_repository(installed):
+    python, outside, _, site = installed
+    cli = [python, "-m", "randperc_plugins.configs"]
+    table = _run(cli + ["list"], cwd=outside).splitlines()
+    listed = {line.split()[0] for line in table[1:]}
+    assert listed == {Path(c).stem for c in SHIPPED}
+
+    path = Path(_run(cli + ["path", CONFIG], cwd=outside).strip())
+    assert path == site / "randperc_plugins" / ".mim" / "configs" / "mmseg" / "pspnet" / f"{CONFIG}.py"
+    assert path.read_bytes() == (REPO / "configs" / "mmseg" / "pspnet" / f"{CONFIG}.py").read_bytes()
+
+    copy = Path(_run(cli + ["copy", CONFIG, "mine"], cwd=outside).strip())
+    assert (outside / copy).resolve() == (outside / "mine" / f"{CONFIG}.py").resolve()
+    assert (outside / copy).read_bytes() == path.read_bytes()
+
+
+BUILD_AND_RUN = """
+import json, subprocess, sys
+import torch
+from mmengine.config import Config
+from mmseg.registry import MODELS
+from mmseg.utils import register_all_modules
+from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, seg_batch, total_loss
+
+path = subprocess.run([sys.executable, "-m", "randperc_plugins.configs", "path", sys.argv[1]],
+                      check=True, capture_output=True, text=True).stdout.strip()
+cfg = Config.fromfile(path)
+cfg.model.data_preprocessor.size = (64, 64)  # a small input: the model itself is the config's
+register_all_modules(init_default_scope=True)
+model = MODELS.build(bn_instead_of_syncbn(cfg.model))
+model.train()
+batch = seg_batch(model, size=(64, 64), batch=2)  # BN after PSP's 1x1 pooling needs 2 samples
+losses = model(**batch, mode="loss")
+total_loss(losses).backward()
+print(json.dumps(dict(path=path, module=type(model.decode_head.loss_decode[1]).__module__,
+                      losses={k: float(v) for k, v in losses.items() if "loss" in k})))
+"""
+
+
+def test_model_of_a_config_found_through_the_cli_builds_and_trains_a_step(installed):
+    pytest.importorskip("mmseg")
+    python, outside, _, site = installed
+    result = json.loads(_run([python, "-c", BUILD_AND_RUN, CONFIG], cwd=outside).splitlines()[-1])
+    assert Path(result["path"]).is_relative_to(site)
+    assert result["module"] == "randperc_plugins.mmseg"
+    assert set(result["losses"]) == {"decode.loss_ce", "decode.loss_gpl", "aux.loss_ce"}
+    assert all(value > 0 and value < float("inf") for value in result["losses"].values())
