@@ -139,3 +139,40 @@ def test_model_of_a_config_found_through_the_cli_builds_and_trains_a_step(instal
     assert result["module"] == "randperc_plugins.mmseg"
     assert set(result["losses"]) == {"decode.loss_ce", "decode.loss_gpl", "aux.loss_ce"}
     assert all(value > 0 and value < float("inf") for value in result["losses"].values())
+
+
+# What a user appends to a copied config to try it on a toy dataset: one iteration on 64x64 scenes in
+# mmseg's folder format, nothing downloaded, no validation.
+TOY_RUN = """
+crop_size = (64, 64)
+model.update(data_preprocessor=dict(size=crop_size), pretrained=None)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(type='BaseSegDataset', data_root='toy', img_suffix='.png', seg_map_suffix='.png',
+                 data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
+                 pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                           dict(type='PackSegInputs')]))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=100)
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+"""
+
+
+def test_copied_config_trains_with_mmsegs_own_train_script(installed):
+    pytest.importorskip("mmseg")
+    python, outside, _, _ = installed
+    work = outside / "train"
+    work.mkdir()
+    copy = Path(_run([python, "-m", "randperc_plugins.configs", "copy", CONFIG, "."], cwd=work).strip())
+    with open(work / copy, "a") as f:
+        f.write(TOY_RUN)
+    _run([python, "-c", "from randperc_plugins.datasets.seg_scenes import make_seg_dataset; "
+          "make_seg_dataset('toy', num_train=2, num_val=1)"], cwd=work)
+    # the train script mmseg's wheel ships (what `mim train mmseg CONFIG` runs)
+    mmseg_train = _run([python, "-c", "import mmseg, os; "
+                        "print(os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools', 'train.py'))"],
+                       cwd=work).strip()
+    log = _run([python, mmseg_train, copy, "--work-dir", "work_dir"], cwd=work)
+    assert re.search(r"Iter\(train\) \[1/1\].* decode\.loss_gpl: \d", log), log[-2000:]
+    assert (work / "work_dir" / "iter_1.pth").is_file()
