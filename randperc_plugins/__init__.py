@@ -1,7 +1,8 @@
 """Training-free perceptual losses for dense prediction and image synthesis.
 
 The core losses (``randperc_plugins.losses``) import torch only. Framework adapters register them
-where they are imported: ``randperc_plugins.mmseg`` (MMSegmentation).
+where they are imported: ``randperc_plugins.mmseg`` (MMSegmentation). ``python -m randperc_plugins.configs``
+lists, locates and copies the shipped configs.
 """
 from .losses import (PatchMMDLoss, RandomCNNPerceptualLoss, patch_mmd,
                      random_cnn_perceptual_loss)

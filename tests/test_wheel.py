@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from randperc_plugins.configs import find_configs, format_configs
+
 pytest.importorskip("build")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,9 +97,10 @@ def test_installed_package_imports_with_its_version(installed):
 def test_cli_lists_locates_and_copies_configs_from_outside_the_repository(installed):
     python, outside, _, site = installed
     cli = [python, "-m", "randperc_plugins.configs"]
-    table = _run(cli + ["list"], cwd=outside).splitlines()
-    listed = {line.split()[0] for line in table[1:]}
-    assert listed == {Path(c).stem for c in SHIPPED}
+    table = _run(cli + ["list"], cwd=outside)
+    # the same configs, names, losses and baselines as the checkout's own configs/
+    assert table.strip() == format_configs(find_configs())
+    assert len(table.splitlines()) == len(SHIPPED) + 1
 
     path = Path(_run(cli + ["path", CONFIG], cwd=outside).strip())
     assert path == site / "randperc_plugins" / ".mim" / "configs" / "mmseg" / "pspnet" / f"{CONFIG}.py"
