@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 CONFIGS = "configs"
-CONFIG_SUFFIXES = (".py", ".yaml")
+CONFIG_SUFFIXES = (".py", ".yaml")  # as randperc_plugins.configs.CONFIG_SUFFIXES (tests/test_wheel.py checks)
 PACKAGED_CONFIGS = os.path.join("randperc_plugins", ".mim", "configs")
 
 

@@ -105,11 +105,17 @@ def _string(node: ast.AST) -> Optional[str]:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _called(node: ast.AST) -> Optional[str]:
+    """The name a call calls: ``f`` of ``f(...)`` and of ``module.f(...)``."""
+    if not isinstance(node, ast.Call):
+        return None
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+
+
 def _python_tokens_and_baseline(text: str) -> Tuple[List[str], List[str]]:
     """Identifiers and strings of a Python config's code, and the baselines it names."""
     tree = ast.parse(text)
     tokens: List[str] = []
-    base: List[str] = []          # `_base_ = ...` (OpenMMLab)
     read_base: List[str] = []     # `with read_base(): from ... import *` (OpenMMLab pure-Python configs)
     model_zoo: List[str] = []     # `model_zoo.get_config('...')` (detectron2 LazyConfig)
     for node in ast.walk(tree):
@@ -117,21 +123,19 @@ def _python_tokens_and_baseline(text: str) -> Tuple[List[str], List[str]]:
             tokens.append(node.id)
         elif isinstance(node, ast.Attribute):
             tokens.append(node.attr)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            tokens += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        elif isinstance(node, ast.ImportFrom):
+            tokens += [node.module or ""] + [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
             tokens += [alias.name for alias in node.names]
         elif _string(node) is not None:
-            tokens.append(_string(node))
-        if isinstance(node, ast.Call) and node.args and _string(node.args[0]) is not None:
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            if name in MODEL_ZOO_CALLS:
-                model_zoo.append(_string(node.args[0]))
-        if isinstance(node, ast.With) and any(
-                isinstance(item.context_expr, ast.Call)
-                and getattr(item.context_expr.func, "id", None) == "read_base" for item in node.items):
-            read_base += [stmt.module for stmt in node.body if isinstance(stmt, ast.ImportFrom)]
-    for stmt in tree.body:  # only a top-level `_base_` is the config's base
+            tokens.append(node.value)
+        if _called(node) in MODEL_ZOO_CALLS and node.args and _string(node.args[0]) is not None:
+            model_zoo.append(node.args[0].value)
+        if isinstance(node, ast.With) and any(_called(i.context_expr) == "read_base" for i in node.items):
+            read_base += ["." * stmt.level + (stmt.module or "") for stmt in node.body
+                          if isinstance(stmt, ast.ImportFrom)]
+    base: List[str] = []          # `_base_ = ...` (OpenMMLab); only a top-level one is the config's base
+    for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in stmt.targets):
             values = stmt.value.elts if isinstance(stmt.value, (ast.List, ast.Tuple)) else [stmt.value]
             base += [s for s in map(_string, values) if s is not None]

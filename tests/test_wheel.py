@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from randperc_plugins.configs import find_configs, format_configs
+from randperc_plugins.configs import CONFIG_SUFFIXES, find_configs, format_configs
 
 pytest.importorskip("build")
 
@@ -29,8 +29,14 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE_VERSION = re.search(r'^__version__ = "([^"]+)"', (REPO / "randperc_plugins" / "__init__.py").read_text(),
                            re.M).group(1)
 SHIPPED = sorted(p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*")
-                 if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
+                 if p.suffix in CONFIG_SUFFIXES and "__pycache__" not in p.parts)
 CONFIG = "pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024"
+# A folder added to the copy the wheel is built from: a framework no code knows, a nested folder and
+# a YAML file must reach the wheel and its `list` as well.
+PROBE = ("zz_probe/nested/probe_patch-mmd.yaml",
+         "_BASE_: COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml\n"
+         "MODEL:\n  ROI_MASK_HEAD:\n    NAME: PatchMMDMaskHead\n")
+PROBE_ROW = ["probe_patch-mmd", "zz_probe", "patch-mmd", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"]
 # what a source tree holds that is not source: never copied into the build
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
                                     ".pytest_cache", "work_dirs", "data")
@@ -52,6 +58,9 @@ def installed(tmp_path_factory):
     source, dist, venv, outside = tmp / "source", tmp / "dist", tmp / "venv", tmp / "outside"
     # build from a copy, so that the build's egg-info and build/ never land in the checkout
     shutil.copytree(REPO, source, ignore=NOT_SOURCE, symlinks=True)
+    probe = source / "configs" / PROBE[0]
+    probe.parent.mkdir(parents=True)
+    probe.write_text(PROBE[1])
     _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, source], cwd=tmp)
 
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp)
@@ -74,7 +83,7 @@ def test_wheel_and_sdist_carry_every_config_and_the_project_files(installed):
 
     names = zipfile.ZipFile(wheels[0]).namelist()
     prefix = "randperc_plugins/.mim/configs/"
-    assert sorted(n[len(prefix):] for n in names if n.startswith(prefix)) == SHIPPED
+    assert sorted(n[len(prefix):] for n in names if n.startswith(prefix)) == sorted(SHIPPED + [PROBE[0]])
     assert any(n.endswith(".dist-info/LICENSE") or n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("configs/", "tests/", "tools/")) for n in names)
 
@@ -97,10 +106,13 @@ def test_installed_package_imports_with_its_version(installed):
 def test_cli_lists_locates_and_copies_configs_from_outside_the_repository(installed):
     python, outside, _, site = installed
     cli = [python, "-m", "randperc_plugins.configs"]
-    table = _run(cli + ["list"], cwd=outside)
-    # the same configs, names, losses and baselines as the checkout's own configs/
-    assert table.strip() == format_configs(find_configs())
-    assert len(table.splitlines()) == len(SHIPPED) + 1
+    def rows(table):
+        return [re.split(r"\s{2,}", line.strip()) for line in table.strip().splitlines()]
+
+    listed = rows(_run(cli + ["list"], cwd=outside))
+    # the checkout's configs with the same names, losses and baselines, and the probe (sorted last)
+    assert listed == rows(format_configs(find_configs())) + [PROBE_ROW]
+    assert len(listed) == len(SHIPPED) + 2
 
     path = Path(_run(cli + ["path", CONFIG], cwd=outside).strip())
     assert path == site / "randperc_plugins" / ".mim" / "configs" / "mmseg" / "pspnet" / f"{CONFIG}.py"
