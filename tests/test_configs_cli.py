@@ -25,6 +25,12 @@ EXTRA_CONFIGS = {
         "    from mmdet.configs.mask_rcnn.mask_rcnn_r50_fpn_1x_coco import *\n"
         "from randperc_plugins.mmdet import RandomCNNMaskLoss\n"
         "model.roi_head.mask_head.loss_mask = dict(type=RandomCNNMaskLoss)\n"),
+    "mmdet/mask_rcnn/mask-rcnn_r50_fpn_patch-mmd_1x_coco.py": (
+        "from mmengine import config\n"
+        "with config.read_base():\n"
+        "    from .._base_.models.mask_rcnn_r50_fpn import *\n"
+        "    from .._base_.datasets.coco_instance import *\n"
+        "model.roi_head.mask_head.loss_mask = dict(type='randperc_plugins.mmdet.PatchMMDMaskLoss')\n"),
     "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
         "from detectron2 import model_zoo\n"
         "from randperc_plugins.detectron2 import RandomCNNPerceptualMaskHead\n"
@@ -90,8 +96,11 @@ def test_new_framework_folders_need_no_code(extra_root):
             "mmagic::edsr/edsr_x4c64b16_1xb16-300k_div2k.py"),
         "mmdet/mask_rcnn/mask-rcnn_r50_fpn_gpl_1x_coco.py": (
             "mask-rcnn_r50_fpn_gpl_1x_coco", "mmdet", "gpl", "mmdet.configs.mask_rcnn.mask_rcnn_r50_fpn_1x_coco"),
+        "mmdet/mask_rcnn/mask-rcnn_r50_fpn_patch-mmd_1x_coco.py": (
+            "mask-rcnn_r50_fpn_patch-mmd_1x_coco", "mmdet", "patch-mmd",
+            ".._base_.models.mask_rcnn_r50_fpn, .._base_.datasets.coco_instance"),
         # the two detectron2 files share a stem: their file names tell them apart
-        "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
+    "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
             "mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl", "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"),
         "detectron2/mask_rcnn_R_50_FPN_gpl.yaml": (
             "mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"),
