@@ -100,7 +100,7 @@ def test_new_framework_folders_need_no_code(extra_root):
             "mask-rcnn_r50_fpn_patch-mmd_1x_coco", "mmdet", "patch-mmd",
             ".._base_.models.mask_rcnn_r50_fpn, .._base_.datasets.coco_instance"),
         # the two detectron2 files share a stem: their file names tell them apart
-    "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
+        "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
             "mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl", "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"),
         "detectron2/mask_rcnn_R_50_FPN_gpl.yaml": (
             "mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"),
