@@ -95,15 +95,18 @@ def test_new_framework_folders_need_no_code(extra_root):
             "edsr_x4c64b16_patch-mmd_1xb16-300k_div2k", "mmagic", "patch-mmd",
             "mmagic::edsr/edsr_x4c64b16_1xb16-300k_div2k.py"),
         "mmdet/mask_rcnn/mask-rcnn_r50_fpn_gpl_1x_coco.py": (
-            "mask-rcnn_r50_fpn_gpl_1x_coco", "mmdet", "gpl", "mmdet.configs.mask_rcnn.mask_rcnn_r50_fpn_1x_coco"),
+            "mask-rcnn_r50_fpn_gpl_1x_coco", "mmdet", "gpl",
+            "mmdet.configs.mask_rcnn.mask_rcnn_r50_fpn_1x_coco"),
         "mmdet/mask_rcnn/mask-rcnn_r50_fpn_patch-mmd_1x_coco.py": (
             "mask-rcnn_r50_fpn_patch-mmd_1x_coco", "mmdet", "patch-mmd",
             ".._base_.models.mask_rcnn_r50_fpn, .._base_.datasets.coco_instance"),
         # the two detectron2 files share a stem: their file names tell them apart
         "detectron2/mask_rcnn_R_50_FPN_gpl.py": (
-            "mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl", "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"),
+            "mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl",
+            "new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"),
         "detectron2/mask_rcnn_R_50_FPN_gpl.yaml": (
-            "mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"),
+            "mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl",
+            "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"),
     }
 
 
@@ -112,13 +115,15 @@ def test_list_filters_and_prints_a_table(extra_root, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "framework", "loss", "baseline"]
     assert [line.split()[:3] for line in lines[1:]] == [
-        ["mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl"], ["mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl"]]
+        ["mask_rcnn_R_50_FPN_gpl.py", "detectron2", "gpl"],
+        ["mask_rcnn_R_50_FPN_gpl.yaml", "detectron2", "gpl"]]
     # every column starts at the same offset on every line
     assert len({line.index("detectron2") for line in lines[1:]} | {lines[0].index("framework")}) == 1
 
     assert configs_cli.main(["list", "pspnet", "ade20k", "160k"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
-    assert names == ["pspnet_r50-d8_gpl_4xb4-160k_ade20k-512x512", "pspnet_r50-d8_patch-mmd_4xb4-160k_ade20k-512x512"]
+    assert names == ["pspnet_r50-d8_gpl_4xb4-160k_ade20k-512x512",
+                     "pspnet_r50-d8_patch-mmd_4xb4-160k_ade20k-512x512"]
 
     assert configs_cli.main(["list", "no-such-config"]) == 1
     assert "no config matches" in capsys.readouterr().err
@@ -134,7 +139,8 @@ def test_path_accepts_name_file_name_or_relative_path(extra_root, capsys):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("pspnet_r50-d8_gpl_4xb2-80k_cityscapes", "Did you mean 'pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024'"),
+    ("pspnet_r50-d8_gpl_4xb2-80k_cityscapes",
+     "Did you mean 'pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024'"),
     ("mask_rcnn_R_50_FPN_gpl", "names several configs: detectron2/mask_rcnn_R_50_FPN_gpl.py, "
                                "detectron2/mask_rcnn_R_50_FPN_gpl.yaml"),
 ])

@@ -26,8 +26,8 @@ from randperc_plugins.configs import CONFIG_SUFFIXES, find_configs, format_confi
 pytest.importorskip("build")
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_VERSION = re.search(r'^__version__ = "([^"]+)"', (REPO / "randperc_plugins" / "__init__.py").read_text(),
-                           re.M).group(1)
+SOURCE_VERSION = re.search(r'^__version__ = "([^"]+)"',
+                           (REPO / "randperc_plugins" / "__init__.py").read_text(), re.M).group(1)
 SHIPPED = sorted(p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*")
                  if p.suffix in CONFIG_SUFFIXES and "__pycache__" not in p.parts)
 CONFIG = "pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024"
@@ -36,7 +36,8 @@ CONFIG = "pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024"
 PROBE = ("zz_probe/nested/probe_patch-mmd.yaml",
          "_BASE_: COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml\n"
          "MODEL:\n  ROI_MASK_HEAD:\n    NAME: PatchMMDMaskHead\n")
-PROBE_ROW = ["probe_patch-mmd", "zz_probe", "patch-mmd", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"]
+PROBE_ROW = ["probe_patch-mmd", "zz_probe", "patch-mmd",
+             "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"]
 # what a source tree holds that is not source: never copied into the build
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
                                     ".pytest_cache", "work_dirs", "data")
@@ -65,7 +66,8 @@ def installed(tmp_path_factory):
 
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp)
     python = venv / "bin" / "python"
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).strip())
+    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                     cwd=tmp).strip())
     project_site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "project-environment.pth").write_text("".join(f"{p}\n" for p in sorted(project_site)))
     wheel = next(dist.glob("*.whl"))
