@@ -15,7 +15,9 @@ Where the files are: in a source checkout (``pip install -e .`` or ``PYTHONPATH`
 the one source: the build copies it into the wheel.
 
 Nothing is hard-coded per framework: every ``*.py`` and ``*.yaml`` file under ``configs/`` is a config,
-and what ``list`` shows is read from the file itself without running it:
+except where a name on its path starts with ``_`` (``_base_/``, ``__init__.py``, ``__pycache__/``: parts
+that configs import, which the wheel carries too). What ``list`` shows is read from the file itself,
+without running it:
 
 * framework: the first folder under ``configs/``;
 * loss: which of the core losses the config's code names (comments are not read);
@@ -196,8 +198,8 @@ def find_configs(*filters: str) -> List[ConfigInfo]:
     """The shipped configs, sorted by path, whose name, framework, loss, baseline or path contains every
     one of ``filters`` (case-insensitive)."""
     root = config_root()
-    paths = sorted(p for p in root.rglob("*")
-                   if p.suffix in CONFIG_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    paths = sorted(p for p in root.rglob("*") if p.suffix in CONFIG_SUFFIXES and p.is_file()
+                   and not any(part.startswith("_") for part in p.relative_to(root).parts))
     infos = [_describe(p, root, name) for p, name in zip(paths, _names(paths, root))]
     wanted = [f.lower() for f in filters]
     return [info for info in infos

@@ -61,8 +61,12 @@ def extra_root(tmp_path, monkeypatch):
     for relative, text in EXTRA_CONFIGS.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
+    # not configs: compiled files, a module configs import, a folder of base fragments, other files
     (root / "detectron2" / "__pycache__").mkdir()
     (root / "detectron2" / "__pycache__" / "stale.py").write_text("x = 1\n")
+    (root / "detectron2" / "__init__.py").write_text("")
+    (root / "mmagic" / "_base_").mkdir()
+    (root / "mmagic" / "_base_" / "sr_schedule_gpl.py").write_text("train_cfg = dict(max_iters=10)\n")
     (root / "detectron2" / "README.md").write_text("not a config\n")
     monkeypatch.setattr(configs_cli, "config_root", lambda: root)
     return root
@@ -73,8 +77,9 @@ def test_source_checkout_reads_the_repository_configs():
 
 
 def test_shipped_mmseg_configs_are_described_from_their_files():
-    shipped = sorted(os.path.join(d, f) for d, _, files in os.walk(REPO_CONFIGS) for f in files
-                     if f.endswith((".py", ".yaml")))
+    root = configs_cli.Path(REPO_CONFIGS)
+    shipped = sorted(str(p) for p in root.rglob("*") if p.suffix in (".py", ".yaml")
+                     and not any(part.startswith("_") for part in p.relative_to(root).parts))
     found = configs_cli.find_configs()
     assert [str(c.path) for c in found] == shipped
     mmseg = [c for c in found if c.framework == "mmseg"]
