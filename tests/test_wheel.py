@@ -38,9 +38,15 @@ PROBE = ("zz_probe/nested/probe_patch-mmd.yaml",
          "MODEL:\n  ROI_MASK_HEAD:\n    NAME: PatchMMDMaskHead\n")
 PROBE_ROW = ["probe_patch-mmd", "zz_probe", "patch-mmd",
              "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"]
-# what a source tree holds that is not source: never copied into the build
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", "work_dirs", "data")
+# what a checkout holds besides its source (top level: environment, build outputs, training runs, data)
+NOT_SOURCE_TOP = {".git", ".venv", "build", "dist", "work_dirs", "data"}
+
+
+def _not_source(directory, names):
+    """``shutil.copytree``'s ``ignore``: what is not source, at the top level and anywhere."""
+    top = Path(directory) == REPO
+    return {n for n in names if (top and n in NOT_SOURCE_TOP) or n.endswith(".egg-info")
+            or n in ("__pycache__", ".pytest_cache")}
 
 
 def _run(cmd, cwd, timeout=300):
@@ -58,7 +64,7 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     source, dist, venv, outside = tmp / "source", tmp / "dist", tmp / "venv", tmp / "outside"
     # build from a copy, so that the build's egg-info and build/ never land in the checkout
-    shutil.copytree(REPO, source, ignore=NOT_SOURCE, symlinks=True)
+    shutil.copytree(REPO, source, ignore=_not_source, symlinks=True)
     probe = source / "configs" / PROBE[0]
     probe.parent.mkdir(parents=True)
     probe.write_text(PROBE[1])
@@ -91,7 +97,8 @@ def test_wheel_and_sdist_carry_every_config_and_the_project_files(installed):
 
     top = f"randperc_plugins-{SOURCE_VERSION}/"
     members = set(tarfile.open(sdists[0]).getnames())
-    for needed in ["LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "setup.py", "setup.cfg"] + [
+    for needed in ["LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "setup.py", "setup.cfg",
+                   "constraints.txt", "tools/train.py", "tests/mmseg/data/toy_fcn.py"] + [
             f"configs/{c}" for c in SHIPPED]:
         assert top + needed in members, needed
 
