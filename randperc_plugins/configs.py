@@ -230,8 +230,8 @@ def get_config_file(name: str) -> Path:
 def copy_config(name: str, directory: str | Path = ".", overwrite: bool = False) -> Path:
     """Copy the config ``name`` into ``directory`` (created if missing) and return the copy's path.
 
-    The copy inherits its baseline the same way as the original (``_base_ = '<framework>::...'``), so it
-    works from any directory.
+    A config that names its baseline by package (``_base_ = 'mmseg::...'``, ``model_zoo.get_config(...)``),
+    as the shipped ones do, works from any directory; one that imports files beside it needs those too.
 
     Raises:
         ValueError: as :func:`get_config_file`.
