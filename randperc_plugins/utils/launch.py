@@ -14,6 +14,7 @@ opens the ``gloo`` process group itself (the runner then skips its own) and wrap
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -42,6 +43,25 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     return args
 
 
+def config_file(path: str) -> str:
+    """The file of a config named as a path, or as ``_base_`` names a framework's shipped config.
+
+    ``'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'`` is the baseline config inside the
+    installed mmseg wheel (``mmseg/.mim/configs/...``), so a baseline evaluates without a checkout of
+    its repository.
+    """
+    if "::" not in path:
+        return path
+    package, relative = path.split("::", 1)
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"`config` {path!r}: {package!r} is not an installed package")
+    full = osp.join(osp.dirname(spec.origin), ".mim", "configs", relative)
+    if not osp.isfile(full):
+        raise SystemExit(f"`config` {path!r}: no such config shipped with {package} (looked for {full})")
+    return full
+
+
 def load_config(args: argparse.Namespace):
     """``args.config`` with the launcher, ``--cfg-options`` and the work dir applied, in that order.
 
@@ -50,7 +70,7 @@ def load_config(args: argparse.Namespace):
     """
     from mmengine.config import Config
 
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(config_file(args.config))
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
