@@ -2,27 +2,6 @@
 # Testing on a Slurm cluster, as in mmseg/mmdet/mmagic's tools/slurm_test.sh:
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS="..."] \
 #       bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]
-# srun starts one task per GPU; each runs tools/test.py with --launcher slurm.
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-
-# SRUN_ARGS is split into words on purpose: it holds several srun options.
-# shellcheck disable=SC2086
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-srun -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    $SRUN_ARGS \
-    python -u "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher="slurm" "${@:5}"
+# srun starts GPUS tasks; each runs tools/test.py with --launcher slurm.
+source "$(dirname "$0")/_launch.sh"
+srun_tool "$1" "$2" test.py "$3" "$4" --launcher="slurm" "${@:5}"

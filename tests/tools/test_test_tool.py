@@ -4,7 +4,6 @@ config's evaluate with the same command, and several gloo processes give the sin
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -46,28 +45,6 @@ sys.exit(max(task.wait() for task in tasks))
 '''
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # the tools must load checkpoints without it
-    env.update(extra)
-    return env
-
-
-def _run(cmd, **env):
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
-
-
 def _data_options(root):
     return ["--cfg-options", f"train_dataloader.dataset.data_root={root}",
             f"val_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.data_root={root}"]
@@ -81,7 +58,7 @@ def _test_metrics(work_dir):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, run_tool):
     """A toy dataset and a 2-iteration checkpoint of the baseline config and of the one-line config."""
     tmp = tmp_path_factory.mktemp("test_tool")
     data_root = make_seg_dataset(str(tmp / "data"), num_train=4, num_val=3)
@@ -90,16 +67,17 @@ def runs(tmp_path_factory):
     checkpoints = {}
     for name, config in configs.items():
         work_dir = str(tmp / f"train_{name}")
-        _run([sys.executable, "tools/train.py", config, "--work-dir", work_dir]
-             + _data_options(data_root) + ["train_cfg.max_iters=2", "train_cfg.val_interval=2"])
+        run_tool([sys.executable, "tools/train.py", config, "--work-dir", work_dir]
+                 + _data_options(data_root) + ["train_cfg.max_iters=2", "train_cfg.val_interval=2"])
         checkpoints[name] = os.path.join(work_dir, "iter_2.pth")
-    return dict(tmp=tmp, data_root=data_root, configs=configs, checkpoints=checkpoints)
+    return dict(tmp=tmp, data_root=data_root, configs=configs, checkpoints=checkpoints, run=run_tool)
 
 
 def _evaluate(runs, config, checkpoint, name, *extra):
     work_dir = str(runs["tmp"] / name)
-    log = _run([sys.executable, "tools/test.py", runs["configs"][config], runs["checkpoints"][checkpoint],
-                "--work-dir", work_dir, *extra] + _data_options(runs["data_root"]))
+    log = runs["run"]([sys.executable, "tools/test.py", runs["configs"][config],
+                       runs["checkpoints"][checkpoint], "--work-dir", work_dir, *extra]
+                      + _data_options(runs["data_root"]))
     return _test_metrics(work_dir), log
 
 
@@ -156,10 +134,10 @@ def test_baseline_config_evaluates_the_one_line_checkpoint(runs, gpl_metrics):
 
 
 @pytest.mark.dist
-def test_two_process_dist_test_matches_one_process(runs, gpl_metrics):
+def test_two_process_dist_test_matches_one_process(runs, gpl_metrics, run_tool, free_port):
     work_dir = str(runs["tmp"] / "dist_two")
-    _run(["bash", "tools/dist_test.sh", runs["configs"]["gpl"], runs["checkpoints"]["gpl"], "2",
-          "--work-dir", work_dir] + _data_options(runs["data_root"]), PORT=str(_free_port()))
+    run_tool(["bash", "tools/dist_test.sh", runs["configs"]["gpl"], runs["checkpoints"]["gpl"], "2",
+              "--work-dir", work_dir] + _data_options(runs["data_root"]), PORT=str(free_port()))
     _same_metrics(_test_metrics(work_dir), gpl_metrics)
 
 
@@ -187,29 +165,30 @@ def _srun_options(partition, job, gpus, per_node, cpus):
 
 
 @pytest.mark.dist
-def test_slurm_test_runs_two_cpu_tasks_with_the_single_process_metrics(runs, gpl_metrics, fake_srun):
+def test_slurm_test_runs_two_cpu_tasks_with_the_single_process_metrics(runs, gpl_metrics, fake_srun,
+                                                                      run_tool, free_port):
     env, calls = fake_srun
     config, checkpoint = runs["configs"]["gpl"], runs["checkpoints"]["gpl"]
     work_dir = str(runs["tmp"] / "slurm_two")
-    _run(["bash", "tools/slurm_test.sh", "part", "eval_gpl", config, checkpoint, "--work-dir", work_dir]
-         + _data_options(runs["data_root"]),
-         **env(GPUS="2", GPUS_PER_NODE="2", CPUS_PER_TASK="1", SRUN_ARGS="--time=5",
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())))
+    run_tool(["bash", "tools/slurm_test.sh", "part", "eval_gpl", config, checkpoint, "--work-dir", work_dir]
+             + _data_options(runs["data_root"]),
+             **env(GPUS="2", GPUS_PER_NODE="2", CPUS_PER_TASK="1", SRUN_ARGS="--time=5",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())))
     (call,) = calls()
     assert call == _srun_options("part", "eval_gpl", 2, 2, 1) + [
-        "--time=5", "python", "-u", "tools/test.py", config, checkpoint,
+        "--time=5", "python", "-u", os.path.join(REPO, "tools", "test.py"), config, checkpoint,
         "--launcher=slurm", "--work-dir", work_dir] + _data_options(runs["data_root"])
     _same_metrics(_test_metrics(work_dir), gpl_metrics)
 
 
-def test_slurm_train_command_line(fake_srun):
+def test_slurm_train_command_line(fake_srun, run_tool):
     env, calls = fake_srun
-    _run(["bash", "tools/slurm_train.sh", "gpu", "gpl", "CONFIG.py", "work/gpl", "--amp"],
-         **env(FAKE_SRUN_DRY_RUN="1"))
-    _run(["bash", "tools/slurm_train.sh", "gpu", "gpl", "CONFIG.py", "--resume"],
-         **env(FAKE_SRUN_DRY_RUN="1", GPUS="16", SRUN_ARGS="--time=60 --job-name=x"))
+    run_tool(["bash", "tools/slurm_train.sh", "gpu", "gpl", "CONFIG.py", "work/gpl", "--amp"],
+             **env(FAKE_SRUN_DRY_RUN="1"))
+    run_tool(["bash", "tools/slurm_train.sh", "gpu", "gpl", "CONFIG.py", "--resume"],
+             **env(FAKE_SRUN_DRY_RUN="1", GPUS="16", SRUN_ARGS="--time=60 --job-name=x"))
     with_dir, without_dir = calls()
-    train = ["python", "-u", "tools/train.py", "CONFIG.py", "--launcher=slurm"]
+    train = ["python", "-u", os.path.join(REPO, "tools", "train.py"), "CONFIG.py", "--launcher=slurm"]
     assert with_dir == _srun_options("gpu", "gpl", 8, 8, 5) + train + ["--work-dir=work/gpl", "--amp"]
     assert without_dir == _srun_options("gpu", "gpl", 16, 8, 5) + ["--time=60", "--job-name=x"] + train + [
         "--resume"]
