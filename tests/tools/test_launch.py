@@ -120,3 +120,17 @@ def test_slurm_launcher_outside_srun_is_refused(monkeypatch):
     with pytest.raises(SystemExit, match="--launcher slurm needs the scheduler's variables SLURM_PROCID, "
                                          "SLURM_NTASKS, SLURM_LOCALID; start the script through srun"):
         launch._set_torch_env_from_scheduler("slurm")
+
+
+@pytest.mark.parametrize("config, scope", [("mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py", "mmdet"),
+                                           ("mmagic::edsr/edsr_x2c64b16_1xb16-300k_div2k.py", "mmagic")])
+def test_other_frameworks_shipped_configs_build(test_tool, config, scope):
+    cfg = test_tool.build_cfg(test_tool.parse_args([config, "c.pth", "--out", "result.pkl"]))
+    assert cfg.default_scope == scope and cfg.load_from == "c.pth"
+
+
+def test_show_dir_follows_mmdets_hook(test_tool):
+    cfg = test_tool.build_cfg(test_tool.parse_args(["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py", "c.pth",
+                                                    "--show-dir", "painted"]))
+    assert cfg.default_hooks.visualization.draw is True
+    assert cfg.default_hooks.visualization.test_out_dir == "painted"
