@@ -136,8 +136,9 @@ def test_baseline_config_evaluates_the_one_line_checkpoint(runs, gpl_metrics):
 @pytest.mark.dist
 def test_two_process_dist_test_matches_one_process(runs, gpl_metrics, run_tool, free_port):
     work_dir = str(runs["tmp"] / "dist_two")
-    run_tool(["bash", "tools/dist_test.sh", runs["configs"]["gpl"], runs["checkpoints"]["gpl"], "2",
-              "--work-dir", work_dir] + _data_options(runs["data_root"]), PORT=str(free_port()))
+    log = run_tool(["bash", "tools/dist_test.sh", runs["configs"]["gpl"], runs["checkpoints"]["gpl"], "2",
+                    "--work-dir", work_dir] + _data_options(runs["data_root"]), PORT=str(free_port()))
+    assert "Distributed training: True" in log and "GPU number: 2" in log  # mmengine's world size
     _same_metrics(_test_metrics(work_dir), gpl_metrics)
 
 
@@ -170,10 +171,11 @@ def test_slurm_test_runs_two_cpu_tasks_with_the_single_process_metrics(runs, gpl
     env, calls = fake_srun
     config, checkpoint = runs["configs"]["gpl"], runs["checkpoints"]["gpl"]
     work_dir = str(runs["tmp"] / "slurm_two")
-    run_tool(["bash", "tools/slurm_test.sh", "part", "eval_gpl", config, checkpoint, "--work-dir", work_dir]
-             + _data_options(runs["data_root"]),
-             **env(GPUS="2", GPUS_PER_NODE="2", CPUS_PER_TASK="1", SRUN_ARGS="--time=5",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())))
+    log = run_tool(["bash", "tools/slurm_test.sh", "part", "eval_gpl", config, checkpoint,
+                    "--work-dir", work_dir] + _data_options(runs["data_root"]),
+                   **env(GPUS="2", GPUS_PER_NODE="2", CPUS_PER_TASK="1", SRUN_ARGS="--time=5",
+                         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())))
+    assert "Distributed launcher: slurm" in log and "GPU number: 2" in log
     (call,) = calls()
     assert call == _srun_options("part", "eval_gpl", 2, 2, 1) + [
         "--time=5", "python", "-u", os.path.join(REPO, "tools", "test.py"), config, checkpoint,
