@@ -1,10 +1,19 @@
-# The two commands of the README: `make demo` and `make test`. Both build .venv first when needed.
+# The commands of the README: `make demo`, `make test` and the fast `make test-core`. Each builds its
+# environment first when needed.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.randperc-env
+# The framework-free tier: torch and the test extras only, no mmcv build.
+CORE_VENV  ?= .venv-core
+CORE_PY    := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.randperc-core-env
+PYTHON ?= python3.11
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-slow test-all bench clean-env
+# pytest's exit code 5 means "no tests collected": not a failure for this project.
+run-pytest = $(1) -m pytest $(2) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
+
+.PHONY: env env-core demo test test-core test-slow test-all bench clean-env
 
 env: $(STAMP)
 
@@ -14,12 +23,24 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml tools/setup_env.sh
 	bash tools/setup_env.sh $(VENV)
 	touch $@
 
+# torch comes pinned by constraints.txt, the same wheel the full environment installs, so pip's cache
+# serves it to both: CI downloads torch once.
+env-core: $(CORE_STAMP)
+
+$(CORE_STAMP): constraints.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]"
+	touch $@
+
 demo: env
 	$(PY) tools/demo.py
 
-# pytest's exit code 5 means "no tests collected": not a failure for this project.
 test: env
-	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
+	$(call run-pytest,$(PY),$(PYTEST_ARGS))
+
+# The tests marked `core` (tests/conftest.py says which): they import torch and the core only.
+test-core: env-core
+	$(call run-pytest,$(CORE_PY),-m core $(PYTEST_ARGS))
 
 test-slow: env
 	$(MAKE) test PYTEST_ARGS="--runslow $(PYTEST_ARGS)"
@@ -28,4 +49,4 @@ bench: env
 	$(PY) tools/benchmark.py all
 
 clean-env:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CORE_VENV)

@@ -1,8 +1,33 @@
-"""Project-wide pytest options: the opt-in ``slow`` marker and the ``detectron2`` skip."""
+"""Project-wide pytest options: the opt-in ``slow`` marker, the ``detectron2`` skip and the ``core`` tier."""
 import importlib.util
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+# The framework-free tier (`make test-core`, in an environment with torch and the test extras only):
+# folders and files of the repository whose tests import torch and the core, never a training
+# framework (the core's own modules too, for their docstring examples under --doctest-modules).
+# tests/test_core_tier.py checks that they pass with every framework unimportable.
+CORE_TESTS = tuple(os.path.join(*path.split("/")) for path in (
+    "tests/losses", "tests/test_readme.py", "tests/tools/test_benchmarks.py", "randperc_plugins/losses"))
+
+
+def _in_core_tier(path):
+    relative = os.path.relpath(path, REPO)
+    return any(relative == core or relative.startswith(core + os.sep) for core in CORE_TESTS)
+
+
+def pytest_ignore_collect(collection_path, config):
+    # `-m core` (make test-core) does not import the other test files at all: they import frameworks.
+    if (config.getoption("markexpr") == "core" and collection_path.suffix == ".py"
+            and not _in_core_tier(str(collection_path))):
+        return True
+    return None
 
 
 def pytest_addoption(parser):
@@ -16,7 +41,42 @@ def pytest_collection_modifyitems(config, items):
     skip_d2 = pytest.mark.skip(reason="detectron2 is not installed; build it from its source "
                                       "(see README, 'Detectron2')")
     for item in items:
+        if _in_core_tier(str(item.path)):
+            item.add_marker(pytest.mark.core)
         if "slow" in item.keywords and not config.getoption("--runslow"):
             item.add_marker(skip_slow)
         if "detectron2" in item.keywords and not has_d2:
             item.add_marker(skip_d2)
+
+
+@pytest.fixture(scope="session")
+def run_tool():
+    """Run a command of ``tools/`` from the repository root as a user would, and return its output.
+
+    This environment's python comes first on PATH (the shell scripts call ``python``), the checkout and
+    ``pythonpath`` on PYTHONPATH, one OpenMP thread per process; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is
+    unset, since the tools must load checkpoints without it. A failed command fails the test with the
+    tail of its output.
+    """
+    def run(cmd, pythonpath=(), **extra_env):
+        env = dict(os.environ)
+        env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+        env["PYTHONPATH"] = os.pathsep.join([REPO, *pythonpath, env.get("PYTHONPATH", "")])
+        env["OMP_NUM_THREADS"] = "1"
+        env.update(extra_env)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, \
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        return proc.stdout + proc.stderr
+    return run
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function that returns a TCP port free on this machine now (for a torchrun rendezvous)."""
+    def port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return port

@@ -3,20 +3,5 @@
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node. Without CUDA, each process
 # trains on the CPU with the gloo backend (GPUS is then the number of processes).
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+source "$(dirname "$0")/_launch.sh"
+torchrun_tool train.py "$2" "$1" --launcher pytorch "${@:3}"

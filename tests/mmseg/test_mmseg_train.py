@@ -3,8 +3,6 @@ checkpoint compatibility, and a zero loss weight that reproduces the baseline ex
 import glob
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -35,30 +33,9 @@ def _config(tmp_path, name, body):
     return str(path)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["PYTHONPATH"] = os.pathsep.join([REPO, HERE, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
-
-
 def _data_options(root):
     return ["--cfg-options", f"train_dataloader.dataset.data_root={root}",
             f"val_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.data_root={root}"]
-
-
-def _run(cmd, **env):
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
 
 
 def _scalars(work_dir):
@@ -74,14 +51,15 @@ def _baseline_model():
 
 
 @pytest.mark.dist
-def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, data_root):
+def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, data_root, run_tool,
+                                                                     free_port):
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
                   "\nmodel.update(auxiliary_head=dict(loss_decode=dict("
                   "type='randperc_plugins.mmseg.AddPatchMMDLoss')))"
                   "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
-    log = _run(dist + _data_options(data_root), PORT=str(_free_port()))
+    log = run_tool(dist + _data_options(data_root), pythonpath=[HERE], PORT=str(free_port()))
     assert "mIoU" in log  # the validation at the last iteration ran
 
     # The random loss network is the same on both ranks (compared, not assumed).
@@ -94,8 +72,8 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
     _baseline_model().load_state_dict(ckpt["state_dict"], strict=True)
 
     # --resume continues from the latest checkpoint of the work dir.
-    log = _run(dist + ["--resume"] + _data_options(data_root) + ["train_cfg.max_iters=6"],
-               PORT=str(_free_port()))
+    log = run_tool(dist + ["--resume"] + _data_options(data_root) + ["train_cfg.max_iters=6"],
+                   pythonpath=[HERE], PORT=str(free_port()))
     resumed = torch.load(os.path.join(work_dir, "iter_6.pth"), map_location="cpu", weights_only=False)
     assert resumed["meta"]["iter"] == 6
     losses = _scalars(work_dir)
@@ -104,13 +82,13 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
         assert all(torch.isfinite(torch.tensor(row[k])) for k in ("decode.loss_gpl", "aux.loss_patch_mmd"))
 
 
-def test_zero_loss_weight_reproduces_the_baseline_run(tmp_path, data_root):
+def test_zero_loss_weight_reproduces_the_baseline_run(tmp_path, data_root, run_tool):
     runs = {}
     for name, body in (("baseline", ""),
                        ("zero", GPL_LINE.format(extra=", perceptual=dict(loss_weight=0.0)"))):
         work_dir = str(tmp_path / name)
-        _run([sys.executable, "tools/train.py", _config(tmp_path, name, body), "--work-dir", work_dir]
-             + _data_options(data_root))
+        run_tool([sys.executable, "tools/train.py", _config(tmp_path, name, body), "--work-dir", work_dir]
+                 + _data_options(data_root))
         ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)
         runs[name] = (ckpt["state_dict"], _scalars(work_dir))
     (base_state, base_log), (zero_state, zero_log) = runs["baseline"], runs["zero"]
