@@ -158,27 +158,25 @@ def _mm_dir(tmp_path, name, text, log=None):
     return str(tmp_path / name)
 
 
-def test_missing_empty_and_malformed_logs_name_the_file(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("\n", r"scalars\.json: empty; expected one JSON object per line"),
+    ('{"loss": 1.0, "iter": 1, "step": 1}\n{"mIoU": 3.0, "step": \n', r"scalars\.json, line 2: not valid JSON"),
+    ('{"loss": 1.0, "iter": 1}\n', r"scalars\.json, line 1: no `step`"),
+    ('{"loss": "high", "iter": 1, "step": 1}\n', r"line 1: `loss` should be a number, got 'high'"),
+    ('[1, 2]\n', r"line 1: expected a JSON object, got list"),
+    ('{"loss": 1.0, "iter": 1, "step": 1}\n', r"scalars\.json: no validation metrics found"),
+])
+def test_malformed_mmengine_logs_name_the_file_and_line(tmp_path, text, message):
+    with pytest.raises(LogError, match=message):
+        read_run(_mm_dir(tmp_path, "run", text))
+
+
+def test_missing_logs_name_the_file(tmp_path):
     with pytest.raises(LogError, match="no such folder"):
         load_arms([str(tmp_path / "nowhere"), str(tmp_path / "nowhere2")], progress=False)
     (tmp_path / "bare").mkdir()
     with pytest.raises(LogError, match=r"bare: no training log found; expected mmengine's .*scalars\.json"):
         read_run(str(tmp_path / "bare"))
-    empty = _mm_dir(tmp_path, "empty", "\n")
-    with pytest.raises(LogError, match=r"scalars\.json: empty; expected one JSON object per line"):
-        read_run(empty)
-    bad = _mm_dir(tmp_path, "bad", '{"loss": 1.0, "iter": 1, "step": 1}\n{"mIoU": 3.0, "step": \n')
-    with pytest.raises(LogError, match=r"scalars\.json, line 2: not valid JSON"):
-        read_run(bad)
-    nostep = _mm_dir(tmp_path, "nostep", '{"loss": 1.0, "iter": 1}\n')
-    with pytest.raises(LogError, match=r"line 1: no `step`"):
-        read_run(nostep)
-    text = _mm_dir(tmp_path, "text", '{"loss": "high", "iter": 1, "step": 1}\n')
-    with pytest.raises(LogError, match=r"line 1: `loss` should be a number, got 'high'"):
-        read_run(text)
-    noval = _mm_dir(tmp_path, "noval", '{"loss": 1.0, "iter": 1, "step": 1}\n')
-    with pytest.raises(LogError, match="no validation metrics found"):
-        read_run(noval)
     (tmp_path / "d2").mkdir()
     (tmp_path / "d2" / "metrics.json").write_text('{"total_loss": 1.0}\n')
     with pytest.raises(LogError, match=r"metrics\.json, line 1: no `iteration`"):
