@@ -234,3 +234,21 @@ def test_detectron2_metrics_json(tmp_path):
     assert run.losses == {"loss_mask": ([19, 39], [0.7, 0.6]), "total_loss": ([19, 39], [2.0, 1.5])}
     assert run.metrics == {"bbox/AP": ([39], [2.0]), "segm/AP": ([39], [1.0]), "sem_seg/mIoU": ([39], [10.0])}
     assert run.per_class == {"road": [20.0]}
+
+
+def test_final_and_best_per_seed_follow_the_metric_direction():
+    from randperc_plugins.compare import Arm, Run
+    from randperc_plugins.compare.report import metric_rows
+
+    def run(miou, mae):
+        return Run("x", "mmengine", metrics={"mIoU": ([1, 2, 3], miou), "MAE": ([1, 2, 3], mae)})
+
+    base = Arm("base", [run([10.0, 30.0, 20.0], [0.5, 0.2, 0.3]), run([12.0, 32.0, 22.0], [0.6, 0.1, 0.4])])
+    ours = Arm("ours", [run([11.0, 25.0, 24.0], [0.5, 0.3, 0.2]), run([13.0, 27.0, 26.0], [0.7, 0.4, 0.3])])
+    rows = {(r["arm"], r["metric"], r["kind"]): r for r in metric_rows([base, ours])}
+    assert rows[("base", "mIoU", "final")]["values"] == [20.0, 22.0]
+    assert rows[("base", "mIoU", "best")]["values"] == [30.0, 32.0]  # higher is better
+    assert rows[("base", "MAE", "best")]["values"] == [0.2, 0.1]  # lower is better
+    assert not rows[("base", "MAE", "final")]["higher_is_better"]
+    assert rows[("ours", "mIoU", "final")]["diff"].value == pytest.approx(25.0 - 21.0)
+    assert rows[("ours", "mIoU", "best")]["diff"].value == pytest.approx(26.0 - 31.0)
