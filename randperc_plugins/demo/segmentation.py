@@ -1,0 +1,175 @@
+"""Demo stage: semantic segmentation through MMSegmentation's runner on scenes with thin structures,
+cross-entropy against cross-entropy + each loss (the README's one-line form at its defaults)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List
+
+import numpy as np
+
+from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
+from .runs import TrainJob, train_all
+
+# A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
+# root, iterations and seed come from --cfg-options.
+MODEL_CONFIG = """\
+default_scope = 'mmseg'
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0, seg_pad_val=255,
+                           size=({size}, {size})),
+    backbone=dict(type='ResNetV1c', depth=18, stem_channels=16, base_channels=8, num_stages=4,
+                  out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
+                  norm_cfg=norm_cfg, contract_dilation=True),
+    decode_head=dict(type='FCNHead', in_channels=64, in_index=3, channels=32, num_convs=1,
+                     concat_input=True, dropout_ratio=0.1, num_classes={num_classes}, norm_cfg=norm_cfg,
+                     align_corners=False,
+                     loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+metainfo = dict(classes={classes!r}, palette={palette!r})
+_dataset = dict(type='BaseSegDataset', data_root='', metainfo=metainfo, img_suffix='.png',
+                seg_map_suffix='.png')
+train_dataloader = dict(
+    batch_size=4, num_workers=0, sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(**_dataset, data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
+                 pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                           dict(type='RandomFlip', prob=0.5), dict(type='PackSegInputs')]))
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
+val_dataloader = dict(
+    batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(**_dataset, data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0005))
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=100, by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=100, val_interval=50)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='gloo'))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)
+"""
+
+# The arms: the baseline, and the README's one line for each loss, at its defaults.
+ARMS = {
+    "ce": "",
+    "ce+gpl": "model = dict(decode_head=dict(loss_decode=dict("
+              "type='randperc_plugins.mmseg.AddRandomCNNPerceptualLoss')))",
+    "ce+patch_mmd": "model = dict(decode_head=dict(loss_decode=dict("
+                    "type='randperc_plugins.mmseg.AddPatchMMDLoss')))",
+}
+
+
+@dataclass
+class SegSettings:
+    seeds: int
+    iters: int
+    val_interval: int
+    num_train: int
+    num_val: int
+    size: int = 64
+    log_interval: int = 10
+
+
+def write_configs(root: str, size: int) -> Dict[str, str]:
+    """Write the baseline config and one config per loss (baseline + one line) into ``root``."""
+    os.makedirs(root, exist_ok=True)
+    base = os.path.join(root, "fcn_thin_scenes_base.py")
+    with open(base, "w") as f:
+        f.write(MODEL_CONFIG.format(size=size, num_classes=len(THIN_SCENE_CLASSES),
+                                    classes=THIN_SCENE_CLASSES, palette=[list(c) for c in THIN_SCENE_PALETTE]))
+    configs = {}
+    for arm, line in ARMS.items():
+        path = os.path.join(root, f"fcn_thin_scenes_{arm.replace('+', '_')}.py")
+        with open(path, "w") as f:
+            f.write(f"_base_ = {os.path.basename(base)!r}\n{line}\n")
+        configs[arm] = path
+    return configs
+
+
+def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[str]]:
+    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+    data = make_thin_scenes_dataset(os.path.join(work_root, "data"), settings.num_train, settings.num_val,
+                                    settings.size)
+    configs = write_configs(os.path.join(work_root, "configs"), settings.size)
+    jobs, work_dirs = [], {}
+    for seed in range(settings.seeds):  # seed-major, so that an interrupted demo has every arm's seed 0
+        for arm, config in configs.items():
+            work_dir = os.path.join(work_root, arm, f"seed{seed}")
+            work_dirs.setdefault(arm, []).append(work_dir)
+            jobs.append(TrainJob(config, work_dir, [
+                f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
+                f"randomness.seed={seed}", f"train_cfg.max_iters={settings.iters}",
+                f"train_cfg.val_interval={settings.val_interval}",
+                f"param_scheduler.0.end={settings.iters}",
+                f"default_hooks.checkpoint.interval={settings.iters}",
+                f"default_hooks.logger.interval={settings.log_interval}"]))
+    train_all(jobs, parallel, desc="segmentation runs")
+    return work_dirs
+
+
+def colourise(label: np.ndarray) -> np.ndarray:
+    palette = np.array(THIN_SCENE_PALETTE + [(255, 255, 255)] * (256 - len(THIN_SCENE_PALETTE)), np.uint8)
+    return palette[label]
+
+
+def side_by_side(work_dirs: Dict[str, List[str]], data_root: str, out_path: str, samples: int = 4) -> str:
+    """Input, each arm's prediction (seed 0, final checkpoint) and the ground truth for the first
+    ``samples`` validation images, in one PNG."""
+    import glob
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from mmseg.apis import inference_model, init_model
+    from PIL import Image
+
+    images = sorted(glob.glob(os.path.join(data_root, "img_dir", "val", "*.png")))[:samples]
+    predictions = {}
+    for arm, dirs in work_dirs.items():
+        config = sorted(glob.glob(os.path.join(dirs[0], "*.py")))[0]  # the config the runner dumped
+        checkpoint = sorted(glob.glob(os.path.join(dirs[0], "iter_*.pth")),
+                            key=lambda p: int(p.rsplit("_", 1)[1][:-4]))[-1]
+        model = init_model(config, device="cpu")
+        # Our own checkpoint, which holds mmengine's message-hub objects: torch>=2.6's weights_only
+        # loading (what mmengine's loader uses by default) refuses them.
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(state, strict=True)
+        predictions[arm] = [inference_model(model, path).pred_sem_seg.data[0].numpy().astype(np.uint8)
+                            for path in images]
+    columns = ["input"] + [f"{arm} (seed 0)" for arm in work_dirs] + ["ground truth"]
+    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.9 * len(columns), 1.9 * len(images)),
+                             dpi=90, squeeze=False)
+    for row, path in enumerate(images):
+        truth = np.asarray(Image.open(path.replace("img_dir", "ann_dir")))
+        panels = [np.asarray(Image.open(path))] + [colourise(predictions[arm][row]) for arm in work_dirs] \
+            + [colourise(truth)]
+        for col, panel in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(columns[col], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
