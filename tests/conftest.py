@@ -1,8 +1,11 @@
-"""Project-wide pytest options: the opt-in ``slow`` marker and the ``detectron2`` skip."""
+"""Project-wide pytest options: the opt-in ``slow`` marker, the ``detectron2`` skip and its count."""
+import collections
 import importlib.util
 
 import pytest
 
+# Outcome of each `detectron2`-marked test, so that the run says how many ran (CI must run them).
+_D2_OUTCOMES: "collections.Counter[str]" = collections.Counter()
 
 
 def pytest_addoption(parser):
@@ -20,3 +23,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_slow)
         if "detectron2" in item.keywords and not has_d2:
             item.add_marker(skip_d2)
+
+
+def pytest_runtest_logreport(report):
+    if "detectron2" not in report.keywords:
+        return
+    # one outcome per test: the call phase, or setup when it skipped or failed there
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _D2_OUTCOMES[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _D2_OUTCOMES:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_D2_OUTCOMES.items()))
+        terminalreporter.write_line(f"detectron2 tests: {counts}")
