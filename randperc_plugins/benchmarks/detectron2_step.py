@@ -18,7 +18,7 @@ import functools
 import torch
 
 from ..utils import detectron2_models as dm
-from .common import format_table, mib, peak_memory_call, time_in_turns
+from .common import STEP_COLUMNS, format_table, step_rows
 
 CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 VARIANTS = {
@@ -43,17 +43,7 @@ def run(device: torch.device, size, batch: int, instances: int, rois: int, repea
         steps[name] = functools.partial(dm.d2_train_step, model, data)
         steps[name]()  # warm-up
         model.zero_grad(set_to_none=True)
-    times = time_in_turns(steps, device, repeat)
-    rows, base_time, base_mem = [], None, None
-    for name, step in steps.items():
-        seconds = times[name]
-        peak = peak_memory_call(step, device)
-        if base_time is None:
-            base_time, base_mem = seconds, peak
-        rows.append({"variant": name, "step s": seconds, "ratio to baseline": seconds / base_time,
-                     "peak MiB": mib(peak),
-                     "memory ratio": None if not (peak and base_mem) else peak / base_mem})
-    return rows
+    return step_rows(steps, device, repeat)
 
 
 def main(argv=None):
@@ -74,7 +64,7 @@ def main(argv=None):
     print(f"Mask R-CNN R50-FPN (detectron2) train step, {args.batch} images at {size[0]}x{size[1]}, "
           f"{args.instances} instances each, {rois or 512} ROIs per image, {device.type}, "
           f"{torch.get_num_threads()} threads")
-    print(format_table(rows, ["variant", "step s", "ratio to baseline", "peak MiB", "memory ratio"]))
+    print(format_table(rows, STEP_COLUMNS))
 
 
 if __name__ == "__main__":
