@@ -1,4 +1,6 @@
-"""Project-wide pytest options: the opt-in ``slow`` marker, the ``detectron2`` skip and the ``core`` tier."""
+"""Project-wide pytest options: the opt-in ``slow`` marker, the ``detectron2`` skip and its count, and
+the ``core`` tier."""
+import collections
 import importlib.util
 import os
 import socket
@@ -28,6 +30,9 @@ def pytest_ignore_collect(collection_path, config):
             and not _in_core_tier(str(collection_path))):
         return True
     return None
+
+# Outcome of each `detectron2`-marked test, so that the run says how many ran (CI must run them).
+_D2_OUTCOMES: "collections.Counter[str]" = collections.Counter()
 
 
 def pytest_addoption(parser):
@@ -80,3 +85,17 @@ def free_port():
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
     return port
+
+
+def pytest_runtest_logreport(report):
+    if "detectron2" not in report.keywords:
+        return
+    # one outcome per test: the call phase, or setup when it skipped or failed there
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _D2_OUTCOMES[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _D2_OUTCOMES:
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_D2_OUTCOMES.items()))
+        terminalreporter.write_line(f"detectron2 tests: {counts}")

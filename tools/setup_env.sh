@@ -41,6 +41,20 @@ step "randperc_plugins with every framework and the test tools"
 "${PIP[@]}" -q -e "$ROOT[all]" \
     diffusers transformers huggingface_hub tokenizers opencv-python opencv-contrib-python pandas
 
+# Detectron2 is on no package registry: install the wheel built from its official source when the
+# project's wheel folder has one (CI and the project's machines); elsewhere the README's from-source
+# install applies and the `detectron2` tests skip. Its PyPI dependencies are pinned in constraints.txt.
+WHEELS=${RANDPERC_WHEELS:-$ROOT/../shared/wheels}
+D2_WHEELS=("$WHEELS"/detectron2-*.whl)
+if [ -e "${D2_WHEELS[0]}" ]; then
+    if ! "$PY" -c 'import detectron2._C' 2>/dev/null; then
+        step "detectron2 (wheel ${D2_WHEELS[-1]##*/})"
+        "${PIP[@]}" -q "${D2_WHEELS[-1]}"
+    fi
+else
+    step "detectron2: no wheel in $WHEELS; build it from source to run its tests (README 'Detectron2')"
+fi
+
 "$PY" - <<'PY'
 import mmcv._ext, mmseg.models, mmagic.models, mmdet.models  # noqa: F401  fail loudly if incomplete
 import randperc_plugins

@@ -110,3 +110,25 @@ def format_table(rows: Sequence[Dict[str, object]], columns: Sequence[str]) -> s
 
 def mib(n: Optional[int]) -> Optional[float]:
     return None if n is None else n / 2**20
+
+
+#: The columns of :func:`step_rows`, in table order.
+STEP_COLUMNS = ("variant", "step s", "ratio to baseline", "peak MiB", "memory ratio")
+
+
+def step_rows(steps: Dict[str, Callable[[], object]], device: torch.device,
+              repeat: int = 3) -> List[Dict[str, object]]:
+    """Time (:func:`time_in_turns`) and peak memory (:func:`peak_memory_call`) of warmed-up train
+    steps, one row per variant with ratios to the first one (the baseline)."""
+    times = time_in_turns(steps, device, repeat)
+    rows: List[Dict[str, object]] = []
+    base_time, base_mem = None, None
+    for name, step in steps.items():
+        seconds = times[name]
+        peak = peak_memory_call(step, device)
+        if base_time is None:
+            base_time, base_mem = seconds, peak
+        rows.append({"variant": name, "step s": seconds, "ratio to baseline": seconds / base_time,
+                     "peak MiB": mib(peak),
+                     "memory ratio": None if not (peak and base_mem) else peak / base_mem})
+    return rows
