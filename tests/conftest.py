@@ -31,6 +31,7 @@ def pytest_ignore_collect(collection_path, config):
         return True
     return None
 
+
 # Outcome of each `detectron2`-marked test, so that the run says how many ran (CI must run them).
 _D2_OUTCOMES: "collections.Counter[str]" = collections.Counter()
 
