@@ -108,5 +108,26 @@ def format_table(rows: Sequence[Dict[str, object]], columns: Sequence[str]) -> s
     return "\n".join(lines)
 
 
+def step_ratio_rows(steps: Dict[str, Callable[[], object]], device: torch.device,
+                    repeat: int = 3) -> List[Dict[str, object]]:
+    """Rows ``{variant, step s, ratio to baseline, peak MiB, memory ratio}`` of warmed-up train steps.
+
+    The first of ``steps`` is the baseline. Steps are timed in turn (:func:`time_in_turns`), then the
+    peak memory of one more call of each is measured.
+    """
+    times = time_in_turns(steps, device, repeat)
+    rows: List[Dict[str, object]] = []
+    base_time = base_mem = None
+    for name, step in steps.items():
+        seconds = times[name]
+        peak = peak_memory_call(step, device)
+        if base_time is None:
+            base_time, base_mem = seconds, peak
+        rows.append({"variant": name, "step s": seconds, "ratio to baseline": seconds / base_time,
+                     "peak MiB": mib(peak),
+                     "memory ratio": None if not (peak and base_mem) else peak / base_mem})
+    return rows
+
+
 def mib(n: Optional[int]) -> Optional[float]:
     return None if n is None else n / 2**20

@@ -14,7 +14,7 @@ import functools
 import torch
 
 from ..utils import framework_models as fm
-from .common import format_table, mib, peak_memory_call, time_in_turns
+from .common import format_table, step_ratio_rows
 
 BASE_LOSS = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
 VARIANTS = {
@@ -37,17 +37,7 @@ def run(device: torch.device, size, batch: int, repeat: int = 2):
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
         steps[name] = functools.partial(fm.train_step, model, data, optimizer)
         steps[name]()  # warm-up
-    times = time_in_turns(steps, device, repeat)
-    rows, base_time, base_mem = [], None, None
-    for name, step in steps.items():
-        seconds = times[name]
-        peak = peak_memory_call(step, device)
-        if base_time is None:
-            base_time, base_mem = seconds, peak
-        rows.append({"variant": name, "step s": seconds, "ratio to baseline": seconds / base_time,
-                     "peak MiB": mib(peak),
-                     "memory ratio": None if not (peak and base_mem) else peak / base_mem})
-    return rows
+    return step_ratio_rows(steps, device, repeat)
 
 
 def main(argv=None):

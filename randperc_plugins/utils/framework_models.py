@@ -5,7 +5,7 @@ and SyncBN becomes BN so that a single process can run them on the CPU.
 
     build_pspnet_r50(size) / seg_batch(model, size, batch)       mmseg  pspnet_r50-d8 Cityscapes
     build_edsr()           / sr_batch(model, lq_size, batch)     mmagic edsr_x4c64b16 DIV2K
-    build_mask_rcnn()      / det_batch(model, size)              mmdet  mask-rcnn_r50_fpn_1x COCO
+    build_mask_rcnn(mask_loss) / det_batch(model, size)          mmdet  mask-rcnn_r50_fpn_1x COCO
     train_step(model, data, optimizer)                           one forward + backward + step
 """
 from __future__ import annotations
@@ -107,9 +107,10 @@ def sr_batch(model, lq_size: int = 24, batch: int = 16, scale: int = 4, seed: in
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
-def build_mask_rcnn():
-    """Mask R-CNN R50-FPN from mmdet's COCO 1x config."""
-    return _build(MASK_RCNN_CONFIG, "mmdet")
+def build_mask_rcnn(mask_loss: Optional[dict] = None):
+    """Mask R-CNN R50-FPN from mmdet's COCO 1x config; ``mask_loss`` replaces the mask head's loss."""
+    overrides = {"roi_head.mask_head.loss_mask": mask_loss} if mask_loss is not None else None
+    return _build(MASK_RCNN_CONFIG, "mmdet", overrides)
 
 
 def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: int = 0):

@@ -4,8 +4,6 @@ checkpoint compatibility, and a zero loss weight that reproduces the baseline ex
 import glob
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -17,10 +15,11 @@ from mmengine.config import Config  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
+from tool_runs import free_port, run_tool  # noqa: E402  (tests/tool_runs.py)
+
 from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CONFIG = os.path.join(HERE, "data", "toy_mask_rcnn.py")
 GPL_LINE = ("model = dict(roi_head=dict(mask_head=dict(loss_mask=dict("
             "type='randperc_plugins.mmdet.AddRandomCNNPerceptualLoss'{extra}))))")
@@ -37,21 +36,6 @@ def _config(tmp_path, name, body):
     return str(path)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["PYTHONPATH"] = os.pathsep.join([REPO, HERE, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
-
-
 def _data_options(root):
     ann = os.path.join(root, "annotations", "instances_val.json")
     return ["--cfg-options"] + [f"{split}_dataloader.dataset.data_root={root}/"
@@ -60,9 +44,7 @@ def _data_options(root):
 
 
 def _run(cmd, **env):
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
+    return run_tool(cmd, [HERE], **env)
 
 
 def _scalars(work_dir):
@@ -83,7 +65,7 @@ def test_two_process_cpu_training_with_coco_metric_loads_into_the_baseline(tmp_p
                   "\ncustom_hooks = [dict(type='loss_weights_probe.MaskLossWeightsProbe')]")
     work_dir = str(tmp_path / "work")
     _run(["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir] + _data_options(data_root),
-         PORT=str(_free_port()))
+         PORT=str(free_port()))
 
     losses, metrics = _scalars(work_dir)
     assert [row["iter"] for row in losses] == [1, 2, 3, 4]
