@@ -5,7 +5,7 @@ and SyncBN becomes BN so that a single process can run them on the CPU.
 
     build_pspnet_r50(size) / seg_batch(model, size, batch)       mmseg  pspnet_r50-d8 Cityscapes
     build_edsr()           / sr_batch(model, lq_size, batch)     mmagic edsr_x4c64b16 DIV2K
-    build_mask_rcnn()      / det_batch(model, size)              mmdet  mask-rcnn_r50_fpn_1x COCO
+    build_mask_rcnn(mask_loss) / det_batch(model, size)          mmdet  mask-rcnn_r50_fpn_1x COCO
     train_step(model, data, optimizer)                           one forward + backward + step
 """
 from __future__ import annotations
@@ -107,13 +107,20 @@ def sr_batch(model, lq_size: int = 24, batch: int = 16, scale: int = 4, seed: in
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
-def build_mask_rcnn():
-    """Mask R-CNN R50-FPN from mmdet's COCO 1x config."""
-    return _build(MASK_RCNN_CONFIG, "mmdet")
+def build_mask_rcnn(mask_loss: Optional[dict] = None):
+    """Mask R-CNN R50-FPN from mmdet's COCO 1x config; ``mask_loss`` replaces the mask head's loss."""
+    overrides = {"roi_head.mask_head.loss_mask": mask_loss} if mask_loss is not None else None
+    return _build(MASK_RCNN_CONFIG, "mmdet", overrides)
 
 
-def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: int = 0):
-    """A preprocessed mmdet train batch with two boxes and their masks per image."""
+def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: int = 0,
+              num_instances: int = 2):
+    """A preprocessed mmdet train batch with ``num_instances`` boxes and their masks per image.
+
+    Two fixed boxes, plus randomly placed ones (classes 0 and 1 alternating) beyond two. mmdet's
+    sampler adds the ground truths to the proposals, so the mask head sees at least ``num_instances``
+    positive ROIs per image even with an untrained RPN.
+    """
     import numpy as np
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
@@ -124,13 +131,18 @@ def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: i
     inputs, samples = [], []
     for _ in range(batch):
         inputs.append(torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8))
-        boxes = torch.tensor([[8.0, 8.0, w / 2, h / 2], [w / 3, h / 3, w - 8.0, h - 8.0]])
-        masks = np.zeros((2, h, w), np.uint8)
+        boxes = [[8.0, 8.0, w / 2, h / 2], [w / 3, h / 3, w - 8.0, h - 8.0]]
+        for _ in range(num_instances - 2):
+            x1, y1 = (torch.rand(2, generator=g) * torch.tensor([w * 0.7, h * 0.7])).tolist()
+            bw, bh = (torch.rand(2, generator=g) * 0.25 + 0.05).tolist()
+            boxes.append([x1, y1, min(w - 1.0, x1 + bw * w), min(h - 1.0, y1 + bh * h)])
+        boxes = torch.tensor(boxes[:num_instances])
+        masks = np.zeros((len(boxes), h, w), np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
             masks[i, y1:y2, x1:x2] = 1
         sample = DetDataSample()
         sample.set_metainfo(dict(img_shape=size, pad_shape=size, ori_shape=size, scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(bboxes=boxes, labels=torch.tensor([0, 1]),
+        sample.gt_instances = InstanceData(bboxes=boxes, labels=torch.arange(len(boxes)) % 2,
                                            masks=BitmapMasks(masks, h, w))
         samples.append(sample)
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)

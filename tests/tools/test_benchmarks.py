@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny shapes and report what their tables promise."""
 import math
 
+import pytest
 import torch
 
 from randperc_plugins.benchmarks import patch_mmd as bench_patch_mmd
@@ -37,3 +38,15 @@ def test_bench_patch_mmd_tables_on_tiny_shapes(monkeypatch):
     for r in sr[1:]:
         # the MMD's error is about half the MMD²'s; both are averages over draws, not 0
         assert 0 < r["mmd_rel_err"] < r["rel_err"] and r["loss_rel_err"] >= 0
+
+
+@pytest.mark.slow
+def test_bench_mmdet_step_on_a_tiny_shape():
+    pytest.importorskip("mmdet")
+    from randperc_plugins.benchmarks import mmdet_step
+
+    rows = mmdet_step.run(torch.device("cpu"), (64, 96), batch=1, repeat=1)
+    assert [r["variant"] for r in rows] == list(mmdet_step.VARIANTS)
+    assert rows[0]["ratio to baseline"] == 1.0
+    for r in rows:
+        assert r["positive ROIs"] > 0 and r["step s"] > 0 and math.isfinite(r["ratio to baseline"])
