@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "random-cnn": ("random_cnn", "random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss"),
     "patch-mmd": ("patch_mmd", "exact blocked patch-MMD against dense, geomloss and random features"),
     "mmseg-step": ("mmseg_step", "PSPNet-R50 train step with and without each loss (one-line configs)"),
+    "mmagic-step": ("mmagic_step", "EDSR x2 train step with each loss (one-line configs) and with mmagic's VGG loss"),
 }
 
 
