@@ -9,8 +9,10 @@ it: the baseline ``L1Loss``; the one-line composites ``AddRandomCNNPerceptualLos
 ``AddPatchMMDLoss`` at their defaults; and L1 plus mmagic's ``PerceptualLoss`` (VGG-19 to relu5_4 with
 ``layer_weights={'34': 1.0}``, as its SRGAN/ESRGAN configs use it) with random weights, since none can
 be downloaded: the cost SR users already pay for a perceptual term. The steps are timed in turn and
-reported as ratios to the baseline step; the last column compares each added term's cost (step minus
-baseline step) with the VGG loss's.
+reported as ratios to the baseline step, with each added term's cost (step minus baseline step) over
+the VGG loss's. On a loaded machine the step differences drown in noise, so a second table times the
+pixel losses alone (forward and backward on the step's output shape), in turn, as ratios to the VGG
+variant: the cost each adds, measured directly.
 """
 from __future__ import annotations
 
@@ -45,9 +47,21 @@ class _L1PlusPerceptual(nn.Module):
         return self.l1(pred, target) + self.perceptual(pred, target)[0]
 
 
+def _loss_call(loss: nn.Module, pred: torch.Tensor, target: torch.Tensor):
+    def call():
+        pred.grad = None
+        loss(pred, target).backward()
+    return call
+
+
 def run(device: torch.device, lq_size: int, batch: int, scale: int = 2, repeat: int = 3):
-    """Rows of step time and peak memory per variant, with ratios to the baseline and to the VGG term."""
-    steps = {}
+    """Rows of step time and peak memory per variant, with ratios to the baseline and to the VGG term;
+    then rows of each pixel loss timed alone (``table='loss'``)."""
+    steps, losses = {}, {}
+    g = torch.Generator().manual_seed(0)
+    side = lq_size * scale
+    target = torch.rand(batch, 3, side, side, generator=g).to(device)
+    pred = (target + 0.05 * torch.randn(batch, 3, side, side, generator=g).to(device)).requires_grad_()
     for name, loss in VARIANTS.items():
         model = fm.build_edsr(pixel_loss=loss, scale=scale)
         if name == VGG:
@@ -60,7 +74,10 @@ def run(device: torch.device, lq_size: int, batch: int, scale: int = 2, repeat: 
         optimizer = torch.optim.Adam(model.generator.parameters(), lr=1e-4)
         steps[name] = functools.partial(fm.train_step, model, data, optimizer)
         steps[name]()  # warm-up (draws the random network on the first call)
+        losses[name] = _loss_call(model.pixel_loss, pred, target)
+        losses[name]()
     times = time_in_turns(steps, device, repeat)
+    loss_times = time_in_turns(losses, device, repeat)
     base_time = times["baseline (L1)"]
     vgg_cost = times[VGG] - base_time if VGG in times else None
     rows, base_mem = [], None
@@ -74,6 +91,10 @@ def run(device: torch.device, lq_size: int, batch: int, scale: int = 2, repeat: 
                      else cost / vgg_cost,
                      "peak MiB": mib(peak),
                      "memory ratio": None if not (peak and base_mem) else peak / base_mem})
+    for name, seconds in loss_times.items():
+        rows.append({"table": "loss", "variant": name, "loss s": seconds,
+                     "ratio to L1": seconds / loss_times["baseline (L1)"],
+                     "ratio to L1 + VGG": seconds / loss_times[VGG] if VGG in loss_times else None})
     return rows
 
 
@@ -93,9 +114,12 @@ def main(argv=None):
     print(f"EDSR x{args.scale} train step, batch {batch} of {lq_size}x{lq_size} inputs "
           f"({lq_size * args.scale}x{lq_size * args.scale} ground truths), {device.type}, "
           f"{torch.get_num_threads()} threads")
-    print(format_table(rows, ["variant", "step s", "ratio to baseline", "added cost / VGG's", "peak MiB",
-                              "memory ratio"]))
-    return rows
+    print(format_table([r for r in rows if "table" not in r],
+                       ["variant", "step s", "ratio to baseline", "added cost / VGG's", "peak MiB",
+                        "memory ratio"]))
+    print("\npixel loss alone (forward + backward) on the step's output shape")
+    print(format_table([r for r in rows if r.get("table") == "loss"],
+                       ["variant", "loss s", "ratio to L1", "ratio to L1 + VGG"]))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,7 @@
 """Training a small EDSR x2 from the one-line config through tools/train.py and tools/dist_train.sh: 2 CPU
 processes on gloo, validation with mmagic's PSNR and SSIM, resume, baseline checkpoint compatibility,
 and a zero loss weight that reproduces the baseline exactly."""
-import glob
-import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -17,9 +13,9 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmagic.registry import MODELS  # noqa: E402
 
 from randperc_plugins.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
+from train_runs import free_port, logged_scalars, run_tool, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CONFIG = os.path.join(HERE, "data", "toy_edsr.py")
 GPL_LINE = "model = dict(pixel_loss=dict(type='randperc_plugins.mmagic.AddRandomCNNPerceptualLoss'{extra}))"
 
@@ -31,24 +27,11 @@ def data_root(tmp_path_factory):
 
 
 def _config(tmp_path, name, body):
-    path = tmp_path / f"{name}.py"
-    path.write_text(f"_base_ = {TOY_CONFIG!r}\n{body}\n")
-    return str(path)
+    return write_config(tmp_path, TOY_CONFIG, name, body)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["PYTHONPATH"] = os.pathsep.join([REPO, HERE, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
+def _run(cmd, **env):
+    return run_tool(cmd, HERE, **env)
 
 
 def _data_options(root):
@@ -56,18 +39,9 @@ def _data_options(root):
             f"val_dataloader.dataset.data_root={root}/Set5"]
 
 
-def _run(cmd, **env):
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
-
-
 def _scalars(work_dir):
-    """Logged training scalars of the latest run in ``work_dir`` (one run per timestamped folder)."""
-    path = sorted(glob.glob(os.path.join(work_dir, "*", "vis_data", "scalars.json")))[-1]
-    with open(path) as f:
-        rows = [json.loads(line) for line in f]
-    return [r for r in rows if '"loss"' in json.dumps(r)], [r for r in rows if "PSNR" in r]
+    rows = logged_scalars(work_dir)
+    return [r for r in rows if "loss" in r], [r for r in rows if "PSNR" in r]
 
 
 def _baseline_model():
@@ -78,10 +52,10 @@ def _baseline_model():
 @pytest.mark.dist
 def test_two_process_cpu_training_validates_resumes_and_loads_into_the_baseline(tmp_path, data_root):
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
-                  "\ncustom_hooks = [dict(type='loss_weights_probe.SRLossWeightsProbe')]")
+                  "\ncustom_hooks = [dict(type='sr_loss_weights_probe.SRLossWeightsProbe')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
-    _run(dist + _data_options(data_root), PORT=str(_free_port()))
+    _run(dist + _data_options(data_root), PORT=str(free_port()))
     losses, metrics = _scalars(work_dir)
     assert len(metrics) == 1 and metrics[0]["PSNR"] > 0 and 0 < metrics[0]["SSIM"] <= 1
 
@@ -95,7 +69,7 @@ def test_two_process_cpu_training_validates_resumes_and_loads_into_the_baseline(
     _baseline_model().load_state_dict(ckpt["state_dict"], strict=True)
 
     # --resume continues from the latest checkpoint of the work dir.
-    _run(dist + ["--resume"] + _data_options(data_root) + ["train_cfg.max_iters=6"], PORT=str(_free_port()))
+    _run(dist + ["--resume"] + _data_options(data_root) + ["train_cfg.max_iters=6"], PORT=str(free_port()))
     resumed = torch.load(os.path.join(work_dir, "iter_6.pth"), map_location="cpu", weights_only=False)
     assert resumed["meta"]["iter"] == 6
     losses, _ = _scalars(work_dir)

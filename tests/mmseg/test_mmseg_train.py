@@ -1,10 +1,6 @@
 """Training through tools/train.py and tools/dist_train.sh: 2 CPU processes on gloo, resume, baseline
 checkpoint compatibility, and a zero loss weight that reproduces the baseline exactly."""
-import glob
-import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
@@ -16,9 +12,9 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 from randperc_plugins.datasets.seg_scenes import make_seg_dataset  # noqa: E402
+from train_runs import free_port, logged_scalars, run_tool, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CONFIG = os.path.join(HERE, "data", "toy_fcn.py")
 GPL_LINE = ("model = dict(decode_head=dict(loss_decode=dict("
             "type='randperc_plugins.mmseg.AddRandomCNNPerceptualLoss'{extra})))")
@@ -30,24 +26,7 @@ def data_root(tmp_path_factory):
 
 
 def _config(tmp_path, name, body):
-    path = tmp_path / f"{name}.py"
-    path.write_text(f"_base_ = {TOY_CONFIG!r}\n{body}\n")
-    return str(path)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    env["PYTHONPATH"] = os.pathsep.join([REPO, HERE, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
+    return write_config(tmp_path, TOY_CONFIG, name, body)
 
 
 def _data_options(root):
@@ -56,16 +35,12 @@ def _data_options(root):
 
 
 def _run(cmd, **env):
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout + proc.stderr
+    return run_tool(cmd, HERE, **env)
 
 
 def _scalars(work_dir):
-    """Logged training scalars of the latest run in ``work_dir`` (one run per timestamped folder)."""
-    path = sorted(glob.glob(os.path.join(work_dir, "*", "vis_data", "scalars.json")))[-1]
-    with open(path) as f:
-        return [json.loads(line) for line in f if '"loss"' in line]
+    """Logged training scalars of the latest run in ``work_dir``."""
+    return [row for row in logged_scalars(work_dir) if "loss" in row]
 
 
 def _baseline_model():
@@ -81,7 +56,7 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
                   "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
-    log = _run(dist + _data_options(data_root), PORT=str(_free_port()))
+    log = _run(dist + _data_options(data_root), PORT=str(free_port()))
     assert "mIoU" in log  # the validation at the last iteration ran
 
     # The random loss network is the same on both ranks (compared, not assumed).
@@ -95,7 +70,7 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
 
     # --resume continues from the latest checkpoint of the work dir.
     log = _run(dist + ["--resume"] + _data_options(data_root) + ["train_cfg.max_iters=6"],
-               PORT=str(_free_port()))
+               PORT=str(free_port()))
     resumed = torch.load(os.path.join(work_dir, "iter_6.pth"), map_location="cpu", weights_only=False)
     assert resumed["meta"]["iter"] == 6
     losses = _scalars(work_dir)

@@ -46,6 +46,10 @@ def test_bench_mmagic_step_on_a_tiny_shape():
     from randperc_plugins.benchmarks import mmagic_step
 
     rows = mmagic_step.run(torch.device("cpu"), lq_size=8, batch=1, scale=2, repeat=1)
+    loss_rows = [r for r in rows if r.get("table") == "loss"]
+    rows = [r for r in rows if "table" not in r]
+    assert [r["variant"] for r in loss_rows] == list(mmagic_step.VARIANTS)
+    assert loss_rows[-1]["ratio to L1 + VGG"] == 1 and all(r["loss s"] > 0 for r in loss_rows)
     names = [r["variant"] for r in rows]
     assert names == list(mmagic_step.VARIANTS)
     assert rows[0]["ratio to baseline"] == 1 and rows[0]["added cost / VGG's"] is None
