@@ -1,9 +1,19 @@
-"""Suggest a loss weight: the added term's gradient on the logits against the baseline loss's.
+"""Suggest a loss weight: the added term's gradient against the baseline loss's (segmentation, SR, masks).
 
     python tools/calibrate_loss_weight.py {gpl,patch-mmd} --num-classes 19 --size 512 1024 \\
         [--target-ratio 0.33] [--loss-options key=value ...]
     python tools/calibrate_loss_weight.py {gpl,patch-mmd} --task instance-masks [--num-rois 64] \\
         [--upsample 1 2 4] [--target-ratio 0.33] [--loss-options key=value ...]
+    python tools/calibrate_loss_weight.py {gpl,patch-mmd} --task sr --scale 4 --size 96 96 \\
+        [--target-ratio 0.33] [--loss-options key=value ...]
+
+Super-resolution (``--task sr``): ground truth is a batch of crops of real photographs (scikit-image's
+shipped ``astronaut``, ``chelsea``, ``coffee``, ``rocket``), RGB in [0, 1]. The prediction is the
+bicubic upsampling of their bicubic ``--scale`` x downsampling (what an untrained SR network gives,
+``q = 0``), and that prediction moved half-way (``q = 0.5``) and 80% of the way (``q = 0.8``) towards
+the ground truth (a network nearing convergence). For each the tool prints L1 (mmagic's pixel loss),
+the term, and the ratio of their gradient norms on the prediction; the suggested ``loss_weight``
+makes the term's gradient ``--target-ratio`` times L1's at the last quality.
 
 Instance masks (``--task instance-masks``, mmdet's and detectron2's mask heads): 28x28 ROI targets of
 discs, rotated boxes, triangles and bars 2-3 pixels wide, logits ``q * (2 target - 1) + smooth noise``
@@ -33,6 +43,8 @@ from randperc_plugins.datasets.seg_scenes import _draw_sample
 
 QUALITIES = (0.0, 3.0, 6.0)
 ROI_SIZE = 28
+SR_QUALITIES = (0.0, 0.5, 0.8)
+SR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
 def _loss(kind: str, options: dict):
@@ -139,21 +151,71 @@ def upsampling_effect(kind: str, factors=(1, 2, 4), options=None):
     return rows
 
 
+def photo_crops(size, names=SR_PHOTOS) -> torch.Tensor:
+    """Centre crops ``(len(names), 3, H, W)`` in [0, 1] of scikit-image's shipped RGB photographs."""
+    from skimage import data
+
+    h, w = size
+    crops = []
+    for name in names:
+        img = getattr(data, name)()
+        top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        if top < 0 or left < 0:
+            raise ValueError(f"`size` must fit in the photograph {name!r} {img.shape[:2]}, got {tuple(size)}")
+        crops.append(torch.from_numpy(np.ascontiguousarray(img[top:top + h, left:left + w])))
+    return torch.stack(crops).permute(0, 3, 1, 2).float() / 255
+
+
+def calibrate_sr(kind: str, scale: int, size, options=None):
+    """Rows ``{quality, l1, loss, grad_ratio}`` for SR predictions of growing quality (``--task sr``)."""
+    from randperc_plugins.losses.tasks import task_defaults
+
+    gt = photo_crops(size)
+    h, w = gt.shape[-2:]
+    lq = F.interpolate(gt, size=(h // scale, w // scale), mode="bicubic", antialias=True,
+                       align_corners=False)
+    bicubic = F.interpolate(lq, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    settings = task_defaults("restoration", "random_cnn" if kind == "gpl" else "patch_mmd")
+    settings.update(options or {})
+    settings["loss_weight"] = 1.0
+    loss = _loss(kind, settings)
+    rows = []
+    for q in SR_QUALITIES:
+        pred = (bicubic + q * (gt - bicubic)).requires_grad_()
+        l1 = F.l1_loss(pred, gt)
+        (g_l1,) = torch.autograd.grad(l1, pred)
+        value = loss(pred, gt)
+        (g_loss,) = torch.autograd.grad(value, pred)
+        rows.append(dict(quality=q, l1=l1.item(), loss=value.item(),
+                         grad_ratio=(g_loss.norm() / g_l1.norm()).item()))
+    return rows
+
+
 def main(argv=None):
     from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("loss", choices=["gpl", "patch-mmd"])
     parser.add_argument("--num-classes", type=int, default=19)
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"))
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="label map (segmentation, default 512 1024) or ground-truth crop (sr, default 96 96)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--target-ratio", type=float, default=0.33)
     parser.add_argument("--loss-options", nargs="+", action=DictAction, default={})
-    parser.add_argument("--task", choices=["segmentation", "instance-masks"], default="segmentation")
+    parser.add_argument("--task", choices=["segmentation", "instance-masks", "sr"], default="segmentation")
+    parser.add_argument("--scale", type=int, default=4, help="SR scale factor (--task sr)")
     parser.add_argument("--num-rois", type=int, default=64, help="instance masks: ROIs in the batch")
     parser.add_argument("--upsample", type=int, nargs="*", default=[],
                         help="instance masks: upsampling factors of the 28x28 masks to compare")
     args = parser.parse_args(argv)
+    if args.task == "sr":
+        rows = calibrate_sr(args.loss, args.scale, args.size or (96, 96), args.loss_options)
+        print("| quality | L1 | loss | gradient-norm ratio |\n|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['quality']:.1f} | {r['l1']:.4f} | {r['loss']:.4g} | {r['grad_ratio']:.4g} |")
+        print(f"suggested loss_weight: {args.target_ratio / rows[-1]['grad_ratio']:.3g} "
+              f"(gradient {args.target_ratio} x L1's at quality {SR_QUALITIES[-1]})")
+        return rows
     if args.task == "instance-masks":
         rows = calibrate_instance_masks(args.loss, args.num_rois, args.loss_options)
         if args.upsample:
@@ -163,7 +225,7 @@ def main(argv=None):
                 print(f"| x{r['factor']} | {', '.join(f'{v:.2f}' for v in r['shift_vs_offset'])} | "
                       f"{', '.join(f'{v:.2f}' for v in r['boundary_grad_share'])} |")
     else:
-        rows = calibrate(args.loss, args.num_classes, args.size, args.batch, args.loss_options)
+        rows = calibrate(args.loss, args.num_classes, args.size or (512, 1024), args.batch, args.loss_options)
     print("| quality | baseline cross-entropy | loss | gradient-norm ratio |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['quality']:.0f} | {r['ce']:.3f} | {r['loss']:.4g} | {r['grad_ratio']:.4g} |")

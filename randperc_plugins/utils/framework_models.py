@@ -4,7 +4,7 @@ Nothing is downloaded: backbones keep their random initialisation (``init_weight
 and SyncBN becomes BN so that a single process can run them on the CPU.
 
     build_pspnet_r50(size) / seg_batch(model, size, batch)       mmseg  pspnet_r50-d8 Cityscapes
-    build_edsr()           / sr_batch(model, lq_size, batch)     mmagic edsr_x4c64b16 DIV2K
+    build_edsr(scale=4)    / sr_batch(model, lq_size, batch)     mmagic edsr_x{2,3,4}c64b16 DIV2K
     build_mask_rcnn(mask_loss) / det_batch(model, size)          mmdet  mask-rcnn_r50_fpn_1x COCO
     train_step(model, data, optimizer)                           one forward + backward + step
 """
@@ -87,10 +87,12 @@ def seg_batch(model, size: Tuple[int, int] = (512, 1024), batch: int = 2, num_cl
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), True)
 
 
-def build_edsr(pixel_loss: Optional[dict] = None):
-    """EDSR x4 (64 channels, 16 blocks) from mmagic's DIV2K config; ``pixel_loss`` replaces its L1."""
+def build_edsr(pixel_loss: Optional[dict] = None, scale: int = 4):
+    """EDSR x``scale`` (64 channels, 16 blocks) from mmagic's DIV2K config; ``pixel_loss`` replaces its L1."""
+    if scale not in (2, 3, 4):
+        raise ValueError(f"`scale` must be 2, 3 or 4 (mmagic's EDSR DIV2K configs), got {scale!r}")
     overrides = {"pixel_loss": pixel_loss} if pixel_loss is not None else None
-    return _build(EDSR_CONFIG, "mmagic", overrides)
+    return _build(EDSR_CONFIG.replace("_x4", f"_x{scale}"), "mmagic", overrides)
 
 
 def sr_batch(model, lq_size: int = 24, batch: int = 16, scale: int = 4, seed: int = 0):
@@ -149,9 +151,13 @@ def det_batch(model, size: Tuple[int, int] = (128, 160), batch: int = 1, seed: i
 
 
 def to_device(data: dict, device) -> dict:
-    """A preprocessed batch (``inputs`` tensor, ``data_samples`` list) moved to ``device``."""
-    return {"inputs": data["inputs"].to(device),
-            "data_samples": [s.to(device) for s in data["data_samples"]]}
+    """A preprocessed batch (``inputs`` tensor, ``data_samples`` list) moved to ``device``.
+
+    mmagic's preprocessor stacks the samples into one ``DataSample``, moved as a whole.
+    """
+    samples = data["data_samples"]
+    samples = [s.to(device) for s in samples] if isinstance(samples, list) else samples.to(device)
+    return {"inputs": data["inputs"].to(device), "data_samples": samples}
 
 
 def total_loss(losses: dict) -> torch.Tensor:
