@@ -228,7 +228,7 @@ def test_same_seed_same_weights_in_separate_processes():
 def test_global_rng_is_untouched():
     state = torch.get_rng_state()
     pred, target = _rand(2, 3, 10, 10, seed=1), _rand(2, 3, 10, 10, seed=2)
-    for kw in (dict(), dict(resample=True), dict(in_channels=3)):
+    for kw in (dict(), dict(redraw=True), dict(in_channels=3)):
         loss = RandomCNNPerceptualLoss(**TINY, **kw)
         loss(pred, target)
         loss(pred, target)
@@ -236,11 +236,11 @@ def test_global_rng_is_untouched():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_resample_draws_new_weights_reproducibly():
+def test_redraw_draws_new_weights_reproducibly():
     pred, target = _rand(1, 3, 10, 10, seed=1), _rand(1, 3, 10, 10, seed=2)
     fixed = RandomCNNPerceptualLoss(**TINY)
-    a = RandomCNNPerceptualLoss(**TINY, resample=True)
-    b = RandomCNNPerceptualLoss(**TINY, resample=True)
+    a = RandomCNNPerceptualLoss(**TINY, redraw=True)
+    b = RandomCNNPerceptualLoss(**TINY, redraw=True)
     va = [a(pred, target) for _ in range(3)]
     vb = [b(pred, target) for _ in range(3)]
     assert [v.item() for v in va] == [v.item() for v in vb]
@@ -421,6 +421,10 @@ def test_errors_name_the_argument():
             RandomCNNPerceptualLoss(**{**TINY, **kw})
     with pytest.raises(TypeError, match="`seed`"):
         RandomCNNPerceptualLoss(seed=1.5)
+    with pytest.raises(TypeError, match="`validate_args`"):
+        RandomCNNPerceptualLoss(validate_args=1)
+    with pytest.raises(TypeError, match="positional"):  # everything after the tensors: keywords
+        random_cnn_perceptual_loss(x, x, None, RandomCNNSpec(**TINY))
 
 
 def test_layer_names_and_order():
