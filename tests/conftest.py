@@ -2,6 +2,10 @@
 import importlib.util
 
 import pytest
+import torch
+
+#: Tensor methods that read a tensor's value on the host: on a GPU each one waits for the stream.
+HOST_READS = ("__bool__", "item", "__int__", "__float__", "__index__", "tolist", "numpy")
 
 
 
@@ -20,3 +24,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_slow)
         if "detectron2" in item.keywords and not has_d2:
             item.add_marker(skip_d2)
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """A list that records every read of a tensor value on the host (``bool(t)``, ``t.item()``,
+    ``int(t)``, ``float(t)``, ``t.tolist()``, ...) made while the test runs, by name."""
+    calls = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls

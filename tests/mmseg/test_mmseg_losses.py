@@ -229,3 +229,17 @@ def test_auxiliary_head_takes_the_loss_too(tmp_path):
     losses = _train_losses(model)
     assert {"aux.loss_ce", "aux.loss_patch_mmd", "decode.loss_ce"} <= set(losses)
     assert "decode.loss_patch_mmd" not in losses
+
+
+@pytest.mark.parametrize("name", ["RandomCNNPerceptualLoss", "PatchMMDLoss"])
+def test_training_path_reads_nothing_on_the_host(name, host_reads):
+    # forward and backward as mmseg's decode head calls it: no tensor value is read on the host
+    # (each read would stall the GPU stream at every step); `host_reads` is in tests/conftest.py
+    logits, label = _logits_and_label()
+    logits.requires_grad_(True)
+    loss = getattr(rp_mmseg, name)(**SMALL[name])
+    loss(logits, label, ignore_index=255).backward()
+    assert host_reads == []
+    assert torch.count_nonzero(logits.grad) > 0
+    rp_mmseg.RandomCNNPerceptualLoss(validate_args=True)(logits, label)
+    assert host_reads  # the counter sees the checks that validate_args=True runs
