@@ -10,7 +10,7 @@ from photo_ops import gaussian_blur
 from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, _draw_features,
                                                _FeatureMean, _frequency_groups, _harmonics,
                                                _orthogonal_gaussian, default_sigmas,
-                                               extract_patches, patch_mmd)
+                                               extract_patches, patch_mmd, patch_mmd_loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -571,3 +571,45 @@ def test_max_size_keeps_masked_pixels_out_of_the_gradient():
 def test_max_size_smaller_than_a_patch_is_an_error():
     with pytest.raises(ValueError, match="max_size"):
         patch_mmd(torch.rand(1, 1, 40, 40), torch.rand(1, 1, 40, 40), patch_size=7, max_size=5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Breakdown per level and bandwidth
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_terms_per_level_and_bandwidth_sum_to_the_total(estimator):
+    x, y = _rand(2, 2, 16, 16, seed=60), _rand(2, 2, 16, 16, seed=61)
+    mask = torch.ones(2, 16, 16)
+    mask[:, :2] = 0
+    kw = dict(patch_size=3, sigmas=(0.5, 1.0, 2.0), sigma_weights=(0.2, 0.3, 0.5), levels=2,
+              level_weights=(0.7, 0.3), estimator=estimator)
+    total, terms = patch_mmd(x, y, mask, return_terms=True, **kw)
+    assert sorted(terms) == [(lv, s) for lv in (0, 1) for s in (0.5, 1.0, 2.0)]
+    torch.testing.assert_close(total, patch_mmd(x, y, mask, **kw), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(sum(terms.values()), total, rtol=1e-12, atol=1e-15)
+    # each term is that bandwidth alone at that level, with its weights (an independent call)
+    for (level, sigma), value in terms.items():
+        alone = patch_mmd(x, y, mask, **{**kw, "sigmas": (sigma,),
+                                         "sigma_weights": (kw["sigma_weights"][kw["sigmas"].index(sigma)],),
+                                         "level_weights": tuple(w if i == level else 0.0 for i, w in
+                                                                enumerate(kw["level_weights"]))})
+        torch.testing.assert_close(value, alone, rtol=1e-10, atol=1e-15)
+
+
+def test_terms_of_random_features_and_of_the_loss_forms():
+    x, y = _rand(2, 2, 16, 16, seed=62), _rand(2, 2, 16, 16, seed=63)
+    kw = dict(patch_size=3, method="random_features", num_features=64)
+    total, terms = patch_mmd(x, y, return_terms=True, **kw)
+    torch.testing.assert_close(total, patch_mmd(x, y, **kw), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(sum(terms.values()), total, rtol=1e-12, atol=1e-15)
+    assert len(terms) == 4
+    loss, lterms = patch_mmd_loss(x, y, squared=True, loss_weight=3.0, reduction="sum",
+                                  return_terms=True, **kw)
+    torch.testing.assert_close(loss, 3.0 * total.sum())
+    torch.testing.assert_close(sum(lterms.values()), loss)
+    module = PatchMMDLoss(squared=True, loss_weight=2.0, **kw)
+    mloss, mterms = module(x, y, return_terms=True)
+    torch.testing.assert_close(mloss, 2.0 * total.mean())
+    torch.testing.assert_close(sum(mterms.values()), mloss)
+    with pytest.raises(ValueError, match="`return_terms`.*`squared=True`"):
+        PatchMMDLoss(patch_size=3)(x, y, return_terms=True)

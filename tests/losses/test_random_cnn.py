@@ -13,7 +13,8 @@ from photo_ops import gaussian_blur
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
-                                                random_cnn_perceptual_loss, random_cnn_weights)
+                                                random_cnn_distance, random_cnn_perceptual_loss,
+                                                random_cnn_weights)
 
 # A small network: every test runs in well under a second.
 TINY = dict(widths=((4, 4), (6, 6), (8,)), layers=("relu1_2", "relu2_2", "relu3_1"))
@@ -437,3 +438,29 @@ def test_layer_names_and_order():
 def test_docstring_examples_run():
     result = doctest.testmod(rc, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_terms_per_layer_sum_to_the_total():
+    spec = RandomCNNSpec(**TINY)
+    pred, target = _rand(2, 3, 12, 12, seed=70), _rand(2, 3, 12, 12, seed=71)
+    weight = torch.ones(2, 12, 12)
+    weight[:, :, :3] = 0
+    lw = (0.5, 2.0, 3.0)
+    total, terms = random_cnn_distance(pred, target, weight, spec=spec, layer_weights=lw,
+                                       return_terms=True)
+    assert list(terms) == list(spec.layers)
+    torch.testing.assert_close(total, random_cnn_distance(pred, target, weight, spec=spec,
+                                                          layer_weights=lw))
+    torch.testing.assert_close(sum(terms.values()), total)
+    # each term is its layer alone, with its weight (an independent call)
+    for name, w in zip(spec.layers, lw):
+        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w})
+        torch.testing.assert_close(terms[name], alone)
+    loss, lterms = random_cnn_perceptual_loss(pred, target, weight, spec=spec, layer_weights=lw,
+                                              loss_weight=4.0, reduction="sum", return_terms=True)
+    torch.testing.assert_close(loss, 4.0 * total.sum())
+    torch.testing.assert_close(sum(lterms.values()), loss)
+    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5)
+    mloss, mterms = module(pred, target, weight, return_terms=True)
+    torch.testing.assert_close(mloss, 0.5 * total.mean())
+    torch.testing.assert_close(sum(mterms.values()), mloss)
