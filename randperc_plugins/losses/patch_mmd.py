@@ -5,11 +5,13 @@ perceptual distance of an infinitely wide random CNN between two images equals t
 discrepancy (MMD) between the distributions of their small patches, and compute that MMD directly.
 This module does the same, in memory linear in the number of patches:
 
-* :func:`extract_patches` turns images (and optional pixel masks) into patch sets and patch validity;
-* ``method='exact'``: every kernel sum is taken block by block (:class:`_BlockedKernelSums`, a custom
-  autograd Function that recomputes the blocks in the backward pass instead of keeping them);
-* ``method='random_features'``: random Fourier features of the Gaussian kernel (Rahimi and Recht,
-  "Random Features for Large-Scale Kernel Machines", NeurIPS 2007), linear in the number of patches;
+* :func:`extract_patches` (``_patch_sets``) turns images (and optional pixel masks) into patch sets
+  and patch validity;
+* ``method='exact'`` (``_kernel_sums``): every kernel sum is taken block by block (a custom autograd
+  Function that recomputes the blocks in the backward pass instead of keeping them);
+* ``method='random_features'`` (``_random_features``): random Fourier features of the Gaussian kernel
+  (Rahimi and Recht, "Random Features for Large-Scale Kernel Machines", NeurIPS 2007), linear in the
+  number of patches;
 * :func:`patch_mmd` (the measure: MMD² per sample), :func:`patch_mmd_loss` (the loss: MMD or MMD²,
   reduced and weighted) and :class:`PatchMMDLoss` (the loss as a module, settings checked once into a
   :class:`PatchMMDSpec`).
@@ -21,14 +23,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, fields
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, check_choice, check_image, check_max_size,
-                     check_positive_int, check_reduction, check_seed, check_validate_args, compute_dtype,
+from ._kernel_sums import _mmd_exact
+from ._patch_sets import _downsample, _shrink, _subset_indices, extract_patches
+from ._random_features import _draw_features, _fixed_features, _mmd_random_features
+from ._utils import (as_weight_mask, check_choice, check_image, check_max_size, check_positive_int,
+                     check_reduction, check_seed, check_validate_args, compute_dtype,
                      reduce_per_sample, reduced_size, seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
@@ -87,430 +91,6 @@ def _check_sigmas(sigmas: Optional[Sequence[float]], patch_size: int) -> Tuple[f
     if len(sigmas) == 0 or any(not math.isfinite(s) or s <= 0 for s in sigmas):
         raise ValueError(f"`sigmas` must be a non-empty sequence of positive bandwidths, got {sigmas}")
     return sigmas
-
-
-# ----------------------------------------------------------------------------------------------
-# Patches
-# ----------------------------------------------------------------------------------------------
-def extract_patches(x: Tensor, patch_size: int, stride: int = 1,
-                    mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-    """All ``patch_size x patch_size`` patches of ``x`` at ``stride``, flattened, and their validity.
-
-    Args:
-        x: images ``(N, C, H, W)``.
-        patch_size: side ``k`` of the square patches.
-        stride: step between patches.
-        mask: optional pixel weights ``(N, 1, H, W)``; a patch that touches a pixel of weight 0 is
-            not valid.
-
-    Returns:
-        ``(patches, valid)``: ``patches`` of shape ``(N, L, C * k * k)`` (channel-major, as
-        :func:`torch.nn.functional.unfold`), differentiable w.r.t. ``x``, and ``valid`` of shape
-        ``(N, L)`` holding 1.0 for a valid patch and 0.0 otherwise (no gradient), with
-        ``L = ((H - k) // stride + 1) * ((W - k) // stride + 1)``.
-
-    Raises:
-        ValueError: if ``x`` is smaller than one patch.
-
-    Example:
-        >>> p, v = extract_patches(torch.rand(2, 3, 10, 12), patch_size=3, stride=2)
-        >>> p.shape, v.shape
-        (torch.Size([2, 20, 27]), torch.Size([2, 20]))
-    """
-    n, c, h, w = x.shape
-    if h < patch_size or w < patch_size:
-        raise ValueError(f"`x` of spatial size {h}x{w} is smaller than one patch "
-                         f"(`patch_size`={patch_size})")
-    patches = F.unfold(x, kernel_size=patch_size, stride=stride).transpose(1, 2)
-    if mask is None:
-        valid = patches.new_ones(patches.shape[:2]).detach()
-    else:
-        masked = (mask.detach() == 0).to(patches.dtype)
-        touched = F.max_pool2d(masked, kernel_size=patch_size, stride=stride)
-        valid = (1.0 - touched).reshape(n, -1)
-    return patches, valid
-
-
-def _downsample(x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-    """One pyramid step: 2x2 average pooling; a coarse pixel is valid only if its 4 pixels are."""
-    x = F.avg_pool2d(x, 2)
-    if mask is not None:
-        mask = 1.0 - F.max_pool2d((mask == 0).to(x.dtype), 2)
-    return x, mask
-
-
-def _subset_indices(length: int, max_patches: Optional[int], generator: torch.Generator,
-                    device: torch.device) -> Optional[Tensor]:
-    if max_patches is None or length <= max_patches:
-        return None
-    return torch.randperm(length, generator=generator)[:max_patches].to(device)
-
-
-# ----------------------------------------------------------------------------------------------
-# Exact kernel sums, blocked
-# ----------------------------------------------------------------------------------------------
-def _blocks(n: int, size: int) -> List[Tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _sq_dist(zi: Tensor, ni: Tensor, zj: Tensor, nj: Tensor, diagonal: bool) -> Tensor:
-    """Squared distances ``(N, Bi, Bj)`` of two blocks, clamped at 0, exact 0 on a diagonal block."""
-    d2 = torch.baddbmm(ni.unsqueeze(2) + nj.unsqueeze(1), zi, zj.transpose(1, 2), alpha=-2.0)
-    d2.clamp_(min=0)
-    if diagonal:
-        d2.diagonal(dim1=1, dim2=2).zero_()
-    return d2
-
-
-#: Kernel exponents are clamped at this value: ``exp`` of a number below about -87 (a float32
-#: subnormal or an underflow) takes 50 to 200 times longer on the CPU than of -80 (measured),
-#: and narrow bandwidths reach such exponents for most pairs of patches. ``exp(-80) = 1.8e-35``
-#: stands for a kernel value that is 0 for every purpose here.
-_EXPONENT_FLOOR = -80.0
-
-
-def _kernel(d2: Tensor, coefs: Sequence[float], weights: Sequence[float]) -> Tensor:
-    """``sum_s weights[s] * exp(max(-coefs[s] * d2, _EXPONENT_FLOOR))``; overwrites ``d2`` (the
-    last term is built in it)."""
-    terms = [(c, w) for c, w in zip(coefs, weights) if w != 0]
-    if not terms:
-        return d2.zero_()
-    out = None
-    for c, w in terms[:-1]:
-        k = torch.mul(d2, -c).clamp_(min=_EXPONENT_FLOOR).exp_()
-        out = k.mul_(w) if out is None else out.add_(k, alpha=w)
-    c, w = terms[-1]
-    last = d2.mul_(-c).clamp_(min=_EXPONENT_FLOOR).exp_()
-    return last.mul_(w) if out is None else out.add_(last, alpha=w)
-
-
-def _pair_plan(n_i: int, n_j: int, size: int, symmetric: bool):
-    """Block pairs ``(slice_i, slice_j, multiplicity, is_diagonal)`` covering all pairs of rows."""
-    bi, bj = _blocks(n_i, size), _blocks(n_j, size)
-    for a, (i0, i1) in enumerate(bi):
-        for b, (j0, j1) in enumerate(bj):
-            if symmetric and b < a:
-                continue
-            diagonal = symmetric and a == b
-            yield slice(i0, i1), slice(j0, j1), (2.0 if symmetric and not diagonal else 1.0), diagonal
-
-
-class _BlockedKernelSums(torch.autograd.Function):
-    """``S = (sum_ij a_i a_j k(p_i, p_j), sum_ij b_i b_j k(q_i, q_j), sum_ij a_i b_j k(p_i, q_j))``.
-
-    ``k = sum_s w_s exp(-||u - v||^2 / (2 sigma_s^2))``. Inputs ``P (N, Lp, d)``, ``Q (N, Lq, d)``,
-    patch weights ``a (N, Lp)`` and ``b (N, Lq)`` (not differentiated); output ``(N, 3)`` in float64. Only blocks
-    of ``block_size x block_size`` kernel values exist at any time, in the forward pass and in the
-    backward pass, which recomputes them: memory ``O(N (Lp + Lq) d + N block_size^2)``. The two
-    within-set sums use the symmetry of the kernel (half the blocks). Patches are centred on their
-    common mean before the ``|u|^2 + |v|^2 - 2 u.v`` form, which the distances do not depend on but
-    which lessens its cancellation; blocks are summed into float64 scalars.
-    """
-
-    @staticmethod
-    def forward(ctx, P: Tensor, Q: Tensor, a: Tensor, b: Tensor, sigmas: Tuple[float, ...],
-                weights: Tuple[float, ...], block_size: int) -> Tensor:  # type: ignore[override]
-        with torch.autocast(P.device.type, enabled=False):
-            P0, Q0 = _centre(P, Q)
-            sums = P.new_zeros((P.shape[0], 3), dtype=torch.float64)
-            coefs = [1.0 / (2.0 * s * s) for s in sigmas]
-            for k, (X, Y, u, v, symmetric) in enumerate(((P0, P0, a, a, True), (Q0, Q0, b, b, True),
-                                                         (P0, Q0, a, b, False))):
-                nx, ny = X.pow(2).sum(-1), Y.pow(2).sum(-1)
-                acc = sums[:, k]
-                for si, sj, mult, diagonal in _pair_plan(X.shape[1], Y.shape[1], block_size, symmetric):
-                    d2 = _sq_dist(X[:, si], nx[:, si], Y[:, sj], ny[:, sj], diagonal)
-                    kb = _kernel(d2, coefs, weights)
-                    part = torch.bmm(kb, v[:, sj].unsqueeze(2)).squeeze(2).mul_(u[:, si]).sum(1)
-                    acc += part.to(torch.float64) * mult
-        ctx.save_for_backward(P, Q, a, b)
-        ctx.sigmas, ctx.weights, ctx.block_size = sigmas, weights, block_size
-        return sums
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        P, Q, a, b = ctx.saved_tensors
-        need_p, need_q = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if not (need_p or need_q):
-            return None, None, None, None, None, None, None
-        with torch.autocast(P.device.type, enabled=False):
-            grad = grad.to(P.dtype)
-            P0, Q0 = _centre(P, Q)
-            dP, dQ = torch.zeros_like(P0), torch.zeros_like(Q0)
-            coefs = [1.0 / (2.0 * s * s) for s in ctx.sigmas]
-            # d k_s(u, v) / du = -k_s(u, v) (u - v) / sigma_s^2
-            gweights = [w / (s * s) for w, s in zip(ctx.weights, ctx.sigmas)]
-            # only the sums that reach a needed gradient (a target usually needs none): the rows
-            # of a block give dX, its columns dY
-            pairs = ((P0, P0, a, a, dP, dP, True, 0, need_p, need_p),
-                     (Q0, Q0, b, b, dQ, dQ, True, 1, need_q, need_q),
-                     (P0, Q0, a, b, dP, dQ, False, 2, need_p, need_q))
-            for X, Y, u, v, dX, dY, symmetric, k, rows, cols in pairs:
-                g = grad[:, k]
-                if not (rows or cols):
-                    continue
-                nx, ny = X.pow(2).sum(-1), Y.pow(2).sum(-1)
-                for si, sj, mult, diagonal in _pair_plan(X.shape[1], Y.shape[1], ctx.block_size,
-                                                         symmetric):
-                    xi, yj = X[:, si], Y[:, sj]
-                    d2 = _sq_dist(xi, nx[:, si], yj, ny[:, sj], diagonal)
-                    m = _kernel(d2, coefs, gweights)
-                    scale = (g * (2.0 if diagonal else mult)).view(-1, 1, 1)
-                    m.mul_(u[:, si].unsqueeze(2) * scale).mul_(v[:, sj].unsqueeze(1))
-                    # rows: -sum_j m_ij (x_i - y_j); on a diagonal block the columns give the same
-                    if rows:
-                        dX[:, si] -= m.sum(2).unsqueeze(2) * xi - torch.bmm(m, yj)
-                    if cols and not diagonal:
-                        dY[:, sj] -= m.sum(1).unsqueeze(2) * yj - torch.bmm(m.transpose(1, 2), xi)
-        return (dP if need_p else None), (dQ if need_q else None), None, None, None, None, None
-
-
-def _centre(P: Tensor, Q: Tensor) -> Tuple[Tensor, Tensor]:
-    """Subtract the (constant) mean patch of both sets: distances are unchanged."""
-    n_all = P.shape[1] + Q.shape[1]
-    c = ((P.sum(1, keepdim=True) + Q.sum(1, keepdim=True)) / n_all).detach()
-    return P - c, Q - c
-
-
-# ----------------------------------------------------------------------------------------------
-# Random Fourier features
-# ----------------------------------------------------------------------------------------------
-
-
-def _orthogonal_gaussian(dim: int, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` columns, each marginally ``N(0, I_dim)``, orthogonal within blocks of ``dim``.
-
-    Orthogonal random features (Yu et al., "Orthogonal Random Features", NeurIPS 2016): a Haar
-    orthogonal matrix (QR of a Gaussian one, signs fixed) whose columns are rescaled by independent
-    chi-distributed norms. Each column keeps the Gaussian distribution, so every feature stays unbiased,
-    while the orthogonality lowers the variance of their average; measured here, about a sixth of the
-    variance of i.i.d. frequencies for the wider default bandwidths.
-    """
-    blocks = []
-    for _ in range(-(-count // dim)):
-        g = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
-        q, r = torch.linalg.qr(g)
-        diag = torch.diagonal(r)
-        q = q * torch.where(diag < 0, -1.0, 1.0)  # signs fixed: Haar-distributed q
-        norms = torch.randn(dim, dim, generator=generator, dtype=torch.float64).norm(dim=0)
-        blocks.append(q * norms)
-    return torch.cat(blocks, dim=1)[:, :count].to(torch.float32)
-
-
-#: A bandwidth whose ratio to a wider one is an integer up to this shares that one's frequency
-#: directions (see :func:`_frequency_groups`).
-_MAX_HARMONIC = 16
-
-
-class _Features(NamedTuple):
-    """Random frequencies of a sum of Gaussian kernels, grouped by shared directions.
-
-    ``W`` holds ``count`` base frequencies per group, ``(d, groups * count)``; ``terms`` gives, per
-    bandwidth in the order of ``sigmas``, ``(group, multiple, scale)``: its frequencies are
-    ``multiple`` times the group's, and its features ``scale * [cos, sin]``."""
-
-    W: Tensor
-    terms: Tuple[Tuple[int, int, float], ...]
-    count: int
-
-
-def _frequency_groups(sigmas: Sequence[float]) -> List[Tuple[float, List[Tuple[int, int]]]]:
-    """Group bandwidths whose ratio to a wider one is an integer ``m <= _MAX_HARMONIC``.
-
-    A frequency of bandwidth ``sigma / m`` is distributed as ``m`` times one of bandwidth
-    ``sigma``, and ``cos(m t), sin(m t)`` follow from ``cos t, sin t`` by a few products, so such a
-    group needs one product with the patches and one cos/sin for all its bandwidths (the default
-    bandwidths are 1, 2, 4 and 10 times narrower than the widest: one group). Each bandwidth's
-    estimate stays unbiased; measured on natural images, sharing the directions leaves the error
-    per frequency about unchanged. Returns ``[(base_sigma, [(sigma_index, m), ...]), ...]``.
-    """
-    groups: List[Tuple[float, List[Tuple[int, int]]]] = []
-    for i in sorted(range(len(sigmas)), key=lambda i: -sigmas[i]):
-        for base, members in groups:
-            ratio = base / sigmas[i]
-            m = round(ratio)
-            if 1 <= m <= _MAX_HARMONIC and abs(ratio - m) <= 1e-6 * ratio:
-                members.append((i, m))
-                break
-        else:
-            groups.append((sigmas[i], [(i, 1)]))
-    return groups
-
-
-def _draw_features(dim: int, num_features: int, sigmas: Tuple[float, ...], weights: Tuple[float, ...],
-                   generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> _Features:
-    """``ceil(num_features / 2)`` frequencies per group of bandwidths (a cos and a sin feature each,
-    so ``num_features`` features per bandwidth), drawn on the CPU from ``generator`` (so identical on
-    every device and process)."""
-    count = -(-num_features // 2)
-    ws, terms = [], [None] * len(sigmas)
-    for g, (base, members) in enumerate(_frequency_groups(sigmas)):
-        ws.append(_orthogonal_gaussian(dim, count, generator) / base)
-        for i, m in members:
-            terms[i] = (g, m, math.sqrt(weights[i] / count))
-    W = torch.cat(ws, dim=1).to(device=device, dtype=dtype)
-    return _Features(W, tuple(terms), count)  # type: ignore[arg-type]
-
-
-@functools.lru_cache(maxsize=16)
-def _fixed_features(dim: int, num_features: int, sigmas, weights, seed: int, device: torch.device,
-                    dtype: torch.dtype) -> _Features:
-    """The features drawn from ``seed``, drawn once per set of arguments (and device)."""
-    return _draw_features(dim, num_features, sigmas, weights, seeded_generator(seed), device, dtype)
-
-
-def _harmonics(u: Tensor, multiples: Sequence[int]) -> List[Tuple[Tensor, Tensor]]:
-    """``[(cos(m u), sin(m u)) for m in multiples]`` (``multiples`` ascending).
-
-    Where ``m / 2`` is already there, the double-angle formulas give ``m`` in two elementwise passes;
-    otherwise ``m u`` is formed and its cos and sin taken. Passes over these tensors, more than the
-    products with ``d``, are what the random features cost on the CPU (measured), hence also the
-    fused ``addcmul`` and the contiguous results (trigonometric functions writing into strided
-    views ran 4x slower)."""
-    done: Dict[int, Tuple[Tensor, Tensor]] = {}
-    out = []
-    for m in multiples:
-        half = done.get(m // 2) if m % 2 == 0 else None
-        if half is not None:
-            pc, ps = half
-            pair = (torch.addcmul(_scalar(-1.0, u), pc, pc, value=2.0),  # cos 2t = 2 cos^2 t - 1
-                    torch.addcmul(_scalar(0.0, u), pc, ps, value=2.0))  # sin 2t = 2 sin t cos t
-        else:
-            t = u if m == 1 else u * m
-            pair = (torch.cos(t), torch.sin(t))
-        done[m] = pair
-        out.append(pair)
-    return out
-
-
-def _scalar(value: float, like: Tensor) -> Tensor:
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
-
-
-def _group_members(features: _Features) -> List[List[Tuple[int, int, float]]]:
-    """Per group, its bandwidths as ``(sigma_index, multiple, scale)``, by ascending multiple."""
-    groups: List[List[Tuple[int, int, float]]] = [[] for _ in range(features.W.shape[1] // features.count)]
-    for i, (g, m, scale) in enumerate(features.terms):
-        groups[g].append((i, m, scale))
-    return [sorted(members, key=lambda t: t[1]) for members in groups]
-
-
-class _FeatureMean(torch.autograd.Function):
-    """``mu = sum_i a_i z(p_i)`` for ``P (N, L, d)`` and weights ``a (N, L)``, where ``z(p)`` holds, per
-    bandwidth ``s``, ``scale_s * [cos(m_s p W_g), sin(m_s p W_g)]`` (``W_g`` its group's base
-    frequencies); output ``(N, S * 2F)``. Patches are taken in chunks and the backward pass recomputes
-    the features, so memory stays ``O(N L d + N S F + chunk S F)``. A cos/sin pair per frequency,
-    rather than one cosine with a random phase, halves the products with ``d`` for the same number
-    of features and makes ``|z(p)|^2 = sum_s w_s`` exactly, the kernel's diagonal."""
-
-    @staticmethod
-    def forward(ctx, P: Tensor, a: Tensor, features: _Features,  # type: ignore[override]
-                chunk: int, weighted: bool) -> Tensor:
-        W, F_ = features.W, features.count
-        groups = _group_members(features)
-        n = P.shape[0]
-        with torch.autocast(P.device.type, enabled=False):
-            mu = P.new_zeros((n, len(features.terms), 2, F_))
-            for s, e in _blocks(P.shape[1], chunk):
-                u = torch.matmul(P[:, s:e], W)
-                w = a[:, s:e].unsqueeze(1)
-                for g, members in enumerate(groups):
-                    harm = _harmonics(u[..., g * F_:(g + 1) * F_], [m for _, m, _ in members])
-                    for (i, _, _), (cm, sm) in zip(members, harm):
-                        mu[:, i, 0] += torch.bmm(w, cm).squeeze(1)
-                        mu[:, i, 1] += torch.bmm(w, sm).squeeze(1)
-            for i, (_, _, scale) in enumerate(features.terms):
-                mu[:, i].mul_(scale)
-        ctx.save_for_backward(P, a)
-        ctx.features, ctx.chunk, ctx.weighted = features, chunk, weighted
-        return mu.flatten(1)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        P, a = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        features = ctx.features
-        W, F_ = features.W, features.count
-        groups = _group_members(features)
-        n = P.shape[0]
-        with torch.autocast(P.device.type, enabled=False):
-            grad = grad.to(P.dtype).view(n, len(features.terms), 2, F_)
-            # d/dt [cos(m t), sin(m t)] = m [-sin(m t), cos(m t)]
-            g_cos = [(grad[:, i, 0] * (-m * scale)).unsqueeze(1) for i, (_, m, scale) in
-                     enumerate(features.terms)]
-            g_sin = [(grad[:, i, 1] * (m * scale)).unsqueeze(1) for i, (_, m, scale) in
-                     enumerate(features.terms)]
-            dP = torch.empty_like(P)
-            for s, e in _blocks(P.shape[1], ctx.chunk):
-                u = torch.matmul(P[:, s:e], W)
-                for g, members in enumerate(groups):
-                    ug = u[..., g * F_:(g + 1) * F_]
-                    harm = _harmonics(ug, [m for _, m, _ in members])
-                    dt = None  # d loss / d(p W_g), built in the first cos tensor
-                    for (i, _, _), (cm, sm) in zip(members, harm):
-                        dt = cm.mul_(g_sin[i]) if dt is None else dt.addcmul_(cm, g_sin[i])
-                        dt.addcmul_(sm, g_cos[i])
-                    if len(groups) == 1:
-                        u = dt
-                    else:
-                        ug.copy_(dt)  # u is not needed any more: reuse it
-                dP[:, s:e] = torch.matmul(u, W.t())
-                if ctx.weighted:  # known from the call (a mask was given), not read from `a`
-                    dP[:, s:e].mul_(a[:, s:e].unsqueeze(2))
-        return dP, None, None, None, None
-
-
-# ----------------------------------------------------------------------------------------------
-# MMD of two patch sets
-# ----------------------------------------------------------------------------------------------
-def _combine(s_pp: Tensor, s_qq: Tensor, s_pq: Tensor, a: Tensor, b: Tensor, estimator: str,
-             diag: float) -> Tensor:
-    """MMD² from the weighted kernel sums (diagonals included, each ``diag * sum a_i^2``)."""
-    A, B = a.sum(1), b.sum(1)
-    empty = (A <= 0) | (B <= 0)
-    A_, B_ = torch.where(A > 0, A, torch.ones_like(A)), torch.where(B > 0, B, torch.ones_like(B))
-    if estimator == "biased":
-        pp, qq = s_pp / (A_ * A_), s_qq / (B_ * B_)
-    else:
-        # leave out the diagonal; a set with a single valid patch has no pair: its term is 0
-        A2, B2 = a.pow(2).sum(1), b.pow(2).sum(1)
-        dp, dq = A_ * A_ - A2, B_ * B_ - B2
-        ok_p, ok_q = dp > 1e-12 * A_ * A_, dq > 1e-12 * B_ * B_
-        dp, dq = torch.where(ok_p, dp, torch.ones_like(dp)), torch.where(ok_q, dq, torch.ones_like(dq))
-        pp = torch.where(ok_p, (s_pp - diag * A2) / dp, torch.zeros_like(dp))
-        qq = torch.where(ok_q, (s_qq - diag * B2) / dq, torch.zeros_like(dq))
-    out = pp + qq - 2.0 * s_pq / (A_ * B_)
-    return torch.where(empty, out * 0.0, out)
-
-
-def _mmd_exact(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, sigmas: Tuple[float, ...],
-               weights: Tuple[float, ...], estimator: str, block_size: int) -> Tensor:
-    """Exact MMD² ``(N,)`` of the patch sets ``P (N, Lp, d)``, ``Q (N, Lq, d)`` with weights."""
-    s = _BlockedKernelSums.apply(P, Q, a.detach(), b.detach(), sigmas, weights, block_size)
-    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
-    out = _combine(s[:, 0], s[:, 1], s[:, 2], a64, b64, estimator, float(sum(weights)))
-    return out.to(P.dtype)
-
-
-def _mmd_random_features(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, features, estimator: str,
-                         weights: Tuple[float, ...], weighted: bool, per_sigma: bool = False):
-    """MMD² ``(N,)`` from random features; with ``per_sigma`` one ``(N,)`` per bandwidth instead
-    (the features of each bandwidth are a block of the feature mean, so the split is free)."""
-    # about 2^19 values per feature tensor of a chunk, so they stay in cache (fastest on the CPU)
-    chunk = max(1, (1 << 19) // max(1, P.shape[0] * features.W.shape[1]))
-    mp = _FeatureMean.apply(P, a.detach(), features, chunk, weighted)
-    mq = _FeatureMean.apply(Q, b.detach(), features, chunk, weighted)
-    mp, mq = mp.to(torch.float64), mq.to(torch.float64)
-    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
-    if not per_sigma:
-        s_pp, s_qq, s_pq = mp.pow(2).sum(1), mq.pow(2).sum(1), (mp * mq).sum(1)
-        return _combine(s_pp, s_qq, s_pq, a64, b64, estimator, float(sum(weights))).to(P.dtype)
-    n, count = mp.shape[0], len(weights)
-    mp, mq = mp.view(n, count, -1), mq.view(n, count, -1)
-    s_pp, s_qq, s_pq = mp.pow(2).sum(2), mq.pow(2).sum(2), (mp * mq).sum(2)
-    return [_combine(s_pp[:, i], s_qq[:, i], s_pq[:, i], a64, b64, estimator, w).to(P.dtype)
-            for i, w in enumerate(weights)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -877,18 +457,6 @@ def _patch_mmd_loss(pred, target, weight, target_weight, spec: PatchMMDSpec, see
     return reduce_per_sample(loss, reduction) * loss_weight
 
 
-def _shrink(x: Tensor, mask: Optional[Tensor], max_size: int) -> Tuple[Tensor, Optional[Tensor]]:
-    """Area-resize ``x`` (and its mask) so that the longer side is at most ``max_size``."""
-    size = reduced_size(x.shape[-2], x.shape[-1], max_size)
-    if size == tuple(x.shape[-2:]):
-        return x, mask
-    if mask is not None:
-        gate = (mask > 0).to(x.dtype)
-        x = x * gate  # masked pixels enter no average, so they get exactly zero gradient
-        mask = (area_resize(gate, size) > 1 - 1e-6).to(x.dtype)  # valid only if all its pixels are
-    return area_resize(x, size), mask
-
-
 class _SafeSqrt(torch.autograd.Function):
     """``sqrt(max(v, 0))`` whose gradient is 0 (not Inf or NaN) where ``v <= 0``."""
 
@@ -916,14 +484,16 @@ class PatchMMDLoss(nn.Module):
     generator seeded with ``seed`` (not saved in checkpoints).
 
     Args:
-        patch_size, stride, sigmas, sigma_weights, estimator, levels, level_weights, method,
-        block_size, num_features, max_patches, accumulate_dtype, max_size, seed, redraw: as in
-            :func:`patch_mmd`.
+        seed, redraw: as in :func:`patch_mmd`.
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.
         loss_weight: factor of the loss.
         validate_args: check input values on the host (NaN, Inf, negative weights); default True.
             Adapters pass False on the training path.
+        **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
+            ``sigma_weights``, ``estimator='biased'``, ``levels=1``, ``level_weights``,
+            ``method='exact'``, ``block_size=512``, ``num_features=1024``, ``max_patches``,
+            ``accumulate_dtype``, ``max_size``), as in :func:`patch_mmd`.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`; weight: :math:`(N, H, W)` or :math:`(N, 1, H, W)`
@@ -938,22 +508,11 @@ class PatchMMDLoss(nn.Module):
         (torch.Size([]), 0)
     """
 
-    def __init__(self, *, patch_size: int = 7, stride: int = 1,
-                 sigmas: Optional[Sequence[float]] = None,
-                 sigma_weights: Optional[Sequence[float]] = None, estimator: str = "biased",
-                 levels: int = 1, level_weights: Optional[Sequence[float]] = None,
-                 method: str = "exact", block_size: int = 512, num_features: int = 1024,
-                 max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
-                 max_size: Optional[int] = None, seed: int = 0, redraw: bool = False,
-                 squared: bool = False, reduction: str = "mean", loss_weight: float = 1.0,
-                 validate_args: bool = True) -> None:
+    def __init__(self, *, seed: int = 0, redraw: bool = False, squared: bool = False,
+                 reduction: str = "mean", loss_weight: float = 1.0, validate_args: bool = True,
+                 **settings) -> None:
         super().__init__()
-        self.spec = PatchMMDSpec(patch_size=patch_size, stride=stride, sigmas=sigmas,
-                                 sigma_weights=sigma_weights, estimator=estimator, levels=levels,
-                                 level_weights=level_weights, method=method,
-                                 block_size=block_size, num_features=num_features,
-                                 max_patches=max_patches, accumulate_dtype=accumulate_dtype,
-                                 max_size=max_size)
+        self.spec = PatchMMDSpec(**settings)
         self.seed = seed
         self.redraw = bool(redraw)
         self.squared = bool(squared)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
 
-from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, _draw_features,
-                                               _FeatureMean, _frequency_groups, _harmonics,
-                                               _orthogonal_gaussian, default_sigmas,
+from randperc_plugins.losses._random_features import (_draw_features, _FeatureMean, _frequency_groups,
+                                                      _harmonics, _orthogonal_gaussian)
+from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, default_sigmas,
                                                extract_patches, patch_mmd, patch_mmd_loss)
 
 
