@@ -100,3 +100,16 @@ def test_random_features_break_the_graph_only_at_the_feature_draw():
     with pytest.raises(Exception, match="Generator"):
         _compiled_matches_eager(loss, fullgraph=True)
     _compiled_matches_eager(loss, fullgraph=False)
+
+
+def test_task_layer_reads_nothing_on_the_host_without_validation(host_reads):
+    logits, label = _segmentation_batch()
+    tasks.segmentation_inputs(logits, label, weight=torch.ones(2, 16, 16), validate_args=False)
+    roi_logits = torch.randn(3, 5, 8, 8)
+    tasks.instance_mask_inputs(roi_logits, torch.rand(3, 8, 8), torch.tensor([0, 4, 2]),
+                               validate_args=False)
+    tasks.restoration_inputs(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), validate_args=False)
+    assert host_reads == []
+    tasks.restoration_inputs(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    tasks.instance_mask_inputs(roi_logits, torch.rand(3, 8, 8), torch.tensor([0, 4, 2]))
+    assert len(host_reads) >= 3  # the finite target and the label range are read when validating
