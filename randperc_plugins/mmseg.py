@@ -27,38 +27,40 @@ from typing import Optional
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import check_reduction, probabilities_and_one_hot
+from .losses import tasks
+from .losses._utils import check_reduction, check_validate_args, reduce_per_sample
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
+from .openmmlab import check_loss_name
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
 
-def _check_loss_name(loss_name: str) -> str:
-    # mmengine's parse_losses back-propagates only the log entries whose key contains 'loss'; any other
-    # name would be logged and silently never trained.
-    if not isinstance(loss_name, str) or "loss" not in loss_name:
-        raise ValueError(f"`loss_name` must contain 'loss' (mmseg back-propagates only such terms), "
-                         f"got {loss_name!r}")
-    return loss_name
-
-
 class _MMSegPerceptualLoss(nn.Module):
-    """mmseg's loss contract around one core loss (``core_cls``), which sees probabilities vs one-hot."""
+    """mmseg's loss contract around one core loss: translation of the call and of the names only.
+
+    The segmentation facts (softmax against one-hot, the ignore mask, the calibrated weights) live in
+    :mod:`randperc_plugins.losses.tasks`. ``validate_args`` is off by default: the value checks (label
+    range, NaN/Inf) read tensors on the host, which would stall the GPU at every training step; set it
+    in a config to debug a dataset.
+    """
 
     core_cls: type = nn.Module
+    task_loss = ""  # the core loss's key in `tasks.TASK_DEFAULTS`
     default_loss_name = "loss"
-    default_loss_weight = 1.0
-    segmentation_defaults: dict = {}
 
     def __init__(self, loss_weight: Optional[float] = None, loss_name: Optional[str] = None,
-                 reduction: str = "mean", **core_kwargs) -> None:
+                 reduction: str = "mean", validate_args: bool = False, **core_kwargs) -> None:
         super().__init__()
-        self.loss_weight = float(self.default_loss_weight if loss_weight is None else loss_weight)
+        defaults = tasks.task_defaults("segmentation", self.task_loss)
+        default_weight = defaults.pop("loss_weight")  # applied here, not by the core
+        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
-        self._loss_name = _check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        # The core returns per-sample values; mmseg's reduction and avg_factor are applied here.
-        self.core = self.core_cls(reduction="none", **{**self.segmentation_defaults, **core_kwargs})
+        self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
+        # The core returns per-sample values; mmseg's `reduction_override` is applied here.
+        self.validate_args = check_validate_args(validate_args)
+        self.core = self.core_cls(**{**defaults, **core_kwargs, "reduction": "none",
+                                     "validate_args": validate_args})
 
     @property
     def loss_name(self) -> str:
@@ -71,50 +73,53 @@ class _MMSegPerceptualLoss(nn.Module):
         """Loss of logits ``cls_score`` ``(N, C, H, W)`` against ``label`` ``(N, H, W)``.
 
         ``weight`` is an optional per-pixel weight (mmseg's ``seg_weight`` from a pixel sampler).
+        ``avg_factor`` is refused: in mmseg's ``weight_reduce_loss`` it divides a sum of per-element
+        losses by their count, and these losses have one value per image, not per element (mmseg's
+        decode heads never pass it).
         """
+        if avg_factor is not None:
+            raise ValueError(f"`avg_factor` is not supported by {type(self).__name__} (got "
+                             f"{avg_factor!r}): mmseg divides a sum of per-pixel losses by it, and "
+                             f"this loss has one value per image; use `reduction` instead")
         reduction = check_reduction(reduction_override or self.reduction)
-        probabilities, one_hot, mask = probabilities_and_one_hot(cls_score, label, ignore_index, weight)
-        per_sample = self.core(probabilities, one_hot, weight=mask)
-        if reduction == "none":
-            loss = per_sample
-        elif avg_factor is not None and reduction == "mean":
-            loss = per_sample.sum() / avg_factor
-        elif reduction == "mean":
-            loss = per_sample.mean()
-        else:
-            loss = per_sample.sum()
-        return self.loss_weight * loss
+        probabilities, one_hot, mask = tasks.segmentation_inputs(
+            cls_score, label, ignore_index=ignore_index, weight=weight,
+            validate_args=self.validate_args)
+        per_sample = self.core(probabilities, one_hot, mask)
+        return self.loss_weight * reduce_per_sample(per_sample, reduction)
 
 
 @MODELS.register_module()
 class RandomCNNPerceptualLoss(_MMSegPerceptualLoss):
     """Generic Perceptual Loss (a frozen random CNN) as an mmseg loss, logged as ``loss_gpl``.
 
-    Keyword arguments other than ``loss_weight``, ``loss_name`` and ``reduction`` configure the core
-    :class:`randperc_plugins.losses.RandomCNNPerceptualLoss` (network, layers, ``max_size``, ``seed``);
+    Keyword arguments other than ``loss_weight``, ``loss_name``, ``reduction`` and ``validate_args``
+    configure the core :class:`randperc_plugins.losses.RandomCNNPerceptualLoss` (network, layers, ``max_size``, ``seed``);
     its defaults (VGG-19-shaped network, loss at most 256 pixels on the longer side) fit segmentation.
 
-    ``loss_weight`` defaults to 5.0: with 19 classes (Cityscapes) this makes the term's gradient on the
-    logits about a third of cross-entropy's for a nearly converged prediction, and under a tenth for an
-    untrained one (``tools/calibrate_loss_weight.py gpl --num-classes 19``). The term shrinks as the
-    class count grows; for 150 classes (ADE20K) the same balance needs about 50.
+    ``loss_weight`` defaults to ``task_defaults('segmentation', 'random_cnn')``'s 5.0: with 19 classes
+    (Cityscapes) this makes the term's gradient on the logits about a third of cross-entropy's for a
+    nearly converged prediction, and under a tenth for an untrained one
+    (``tools/calibrate_loss_weight.py gpl --num-classes 19``). The term shrinks as the class count
+    grows; for 150 classes (ADE20K) the same balance needs about 50.
     """
 
     core_cls = _CoreRandomCNNPerceptualLoss
+    task_loss = "random_cnn"
     default_loss_name = "loss_gpl"
-    default_loss_weight = 5.0
 
 
 @MODELS.register_module()
 class PatchMMDLoss(_MMSegPerceptualLoss):
     """Patch-MMD (Amir & Weiss) as an mmseg loss, logged as ``loss_patch_mmd``.
 
-    Keyword arguments other than ``loss_weight``, ``loss_name`` and ``reduction`` configure the core
-    :class:`randperc_plugins.losses.PatchMMDLoss`. Segmentation defaults differ from the core's (which
-    suit RGB images): ``patch_size=3`` (a C-class probability map makes patches of ``9 C`` values),
-    ``max_size=128`` (the map is area-resized so that its longer side is at most 128 pixels: about 8k
-    patches for a 512x1024 crop) and ``method='auto'`` (random features at that size). Our choices,
-    measured with ``tools/calibrate_loss_weight.py`` and ``tools/benchmark.py mmseg-step``.
+    Keyword arguments other than ``loss_weight``, ``loss_name``, ``reduction`` and ``validate_args``
+    configure the core :class:`randperc_plugins.losses.PatchMMDLoss`. Segmentation defaults
+    (``task_defaults('segmentation', 'patch_mmd')``) differ from the core's (which suit RGB images):
+    ``patch_size=3`` (a C-class probability map makes patches of ``9 C`` values), ``max_size=128``
+    (the map is area-resized so that its longer side is at most 128 pixels: about 8k patches for a
+    512x1024 crop) and ``method='auto'`` (random features at that size). Our choices, measured with
+    ``tools/calibrate_loss_weight.py`` and ``tools/benchmark.py mmseg-step``.
 
     ``loss_weight`` defaults to 0.4: with 19 classes the term's gradient on the logits is then about a
     third of cross-entropy's for a nearly converged prediction (``tools/calibrate_loss_weight.py
@@ -122,9 +127,8 @@ class PatchMMDLoss(_MMSegPerceptualLoss):
     """
 
     core_cls = _CorePatchMMDLoss
+    task_loss = "patch_mmd"
     default_loss_name = "loss_patch_mmd"
-    default_loss_weight = 0.4
-    segmentation_defaults = dict(patch_size=3, max_size=128, method="auto")
 
 
 class _AddToBaseLoss(nn.ModuleList):

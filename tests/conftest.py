@@ -8,6 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+#: Tensor methods that read a tensor's value on the host: on a GPU each one waits for the stream.
+HOST_READS = ("__bool__", "item", "__int__", "__float__", "__index__", "tolist", "numpy")
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -100,3 +104,18 @@ def pytest_terminal_summary(terminalreporter):
     if _D2_OUTCOMES:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_D2_OUTCOMES.items()))
         terminalreporter.write_line(f"detectron2 tests: {counts}")
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """A list that records every read of a tensor value on the host (``bool(t)``, ``t.item()``,
+    ``int(t)``, ``float(t)``, ``t.tolist()``, ...) made while the test runs, by name."""
+    calls = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls

@@ -48,15 +48,18 @@ SR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
 def _loss(kind: str, options: dict):
-    from randperc_plugins.losses.patch_mmd import PatchMMDLoss
-    from randperc_plugins.losses.random_cnn import RandomCNNPerceptualLoss
+    """The core loss with the segmentation defaults of ``tasks`` but weight 1 (the weight is what
+    this tool suggests); ``options`` override them."""
+    from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss, tasks
 
-    return (RandomCNNPerceptualLoss if kind == "gpl" else PatchMMDLoss)(**options)
+    name = "random_cnn" if kind == "gpl" else "patch_mmd"
+    settings = {**tasks.task_defaults("segmentation", name), "loss_weight": 1.0, **options}
+    return (RandomCNNPerceptualLoss if kind == "gpl" else PatchMMDLoss)(**settings)
 
 
 def calibrate(kind: str, num_classes: int, size, batch: int = 2, options=None, seed: int = 0):
     """Rows ``{quality, ce, loss, grad_ratio}`` for logits of growing quality."""
-    from randperc_plugins.losses._utils import probabilities_and_one_hot
+    from randperc_plugins.losses.tasks import segmentation_inputs
 
     h, w = size
     rng = np.random.default_rng(seed)
@@ -71,8 +74,8 @@ def calibrate(kind: str, num_classes: int, size, batch: int = 2, options=None, s
         logits = (q * one_hot + 2 * F.interpolate(noise, size=(h, w), mode="bilinear")).requires_grad_()
         ce = F.cross_entropy(logits, label, ignore_index=255)
         (g_ce,) = torch.autograd.grad(ce, logits)
-        probs, target, mask = probabilities_and_one_hot(logits, label, 255)
-        value = loss(probs, target, weight=mask)
+        probs, target, mask = segmentation_inputs(logits, label, ignore_index=255)
+        value = loss(probs, target, mask)
         (g_loss,) = torch.autograd.grad(value, logits)
         rows.append(dict(quality=q, ce=ce.item(), loss=value.item(),
                          grad_ratio=(g_loss.norm() / g_ce.norm()).item()))

@@ -15,14 +15,11 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def check_reduction(reduction: str) -> str:
     """Return ``reduction`` if it is one of ``'mean'``, ``'sum'``, ``'none'``; raise otherwise."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return check_choice(reduction, REDUCTIONS, "reduction")
 
 
 def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
     """Reduce a per-sample loss of shape ``[N]`` to a scalar (``mean``/``sum``) or keep it (``none``)."""
-    check_reduction(reduction)
     if reduction == "mean":
         return per_sample.mean()
     if reduction == "sum":
@@ -31,15 +28,16 @@ def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
 
 
 def check_image_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
-                     target_name: str = "target") -> None:
-    """Check two ``(N, C, H, W)`` floating tensors of the same shape and a finite target.
+                     target_name: str = "target", validate_args: bool = True) -> None:
+    """Check two ``(N, C, H, W)`` floating tensors of the same shape and (with ``validate_args``, a
+    host read) a finite target.
 
     Raises:
         TypeError: if either is not a floating-point tensor.
         ValueError: if either is not 4-D, the shapes differ, or the target holds NaN or Inf.
     """
     check_image(pred, pred_name, finite=False)
-    check_image(target, target_name)
+    check_image(target, target_name, finite=validate_args)
     if pred.shape != target.shape:
         raise ValueError(f"`{pred_name}` and `{target_name}` must have the same shape, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
@@ -63,14 +61,17 @@ def check_finite(t: Tensor, name: str) -> None:
         raise ValueError(f"`{name}` must be finite, but it holds NaN or Inf")
 
 
-def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight") -> Optional[Tensor]:
+def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight",
+                   validate_args: bool = True) -> Optional[Tensor]:
     """Turn a per-pixel weight of shape ``(N, H, W)`` or ``(N, 1, H, W)`` into ``(N, 1, H, W)``.
 
     The mask is returned in ``like``'s dtype and device (floating). Pixels with weight 0 (such as an
-    ignored label) are the ones the losses leave out. ``None`` stays ``None``.
+    ignored label) are the ones the losses leave out. ``None`` stays ``None``. With
+    ``validate_args`` (host reads) the weight must be finite and non-negative.
 
     Raises:
-        ValueError: if the shape does not match ``like``'s batch and spatial size.
+        ValueError: if the shape does not match ``like``'s batch and spatial size, or (with
+            ``validate_args``) the weight holds NaN, Inf or a negative value.
     """
     if weight is None:
         return None
@@ -82,8 +83,11 @@ def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight")
     if weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[0] != n or weight.shape[2:] != (h, w):
         raise ValueError(f"`{name}` must have shape ({n}, {h}, {w}) or ({n}, 1, {h}, {w}), "
                          f"got {tuple(weight.shape)}")
-    if weight.is_floating_point():
-        check_finite(weight, name)
+    if validate_args:
+        if weight.is_floating_point():
+            check_finite(weight, name)
+        if bool((weight < 0).any()):
+            raise ValueError(f"`{name}` must be non-negative, but it holds a negative value")
     if weight.dtype == torch.bool or not weight.is_floating_point():
         weight = weight.to(torch.float32)
     return weight.to(device=like.device, dtype=like.dtype)
@@ -127,63 +131,38 @@ def area_resize(x: Tensor, size) -> Tensor:
     return x if tuple(x.shape[-2:]) == size else torch.nn.functional.interpolate(x, size=size, mode="area")
 
 
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; raise ``ValueError`` otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_choice(value, choices, name: str):
+    """Return ``value`` if it is one of ``choices``; raise ``ValueError`` naming ``name`` otherwise."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_validate_args(value) -> bool:
+    """``validate_args`` must be a plain bool (a tensor here would itself be a host read)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`validate_args` must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_seed(seed) -> int:
+    """Return ``seed`` if it is an int (not a bool); raise ``TypeError`` otherwise."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
+    return seed
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed``: draws from it are bit-identical on every process and
     machine, and the global RNG stream stays untouched."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
+    check_seed(seed)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
     return gen
-
-
-def probabilities_and_one_hot(logits: Tensor, label: Tensor, ignore_index: Optional[int] = 255,
-                              weight: Optional[Tensor] = None):
-    """Turn segmentation logits and an integer label map into what the perceptual losses compare.
-
-    Args:
-        logits: ``(N, C, H, W)`` raw scores. With ``C > 1`` they become softmax probabilities; with
-            ``C == 1`` (binary segmentation) a sigmoid foreground probability.
-        label: ``(N, H, W)`` integer class indices at the same resolution; ``ignore_index`` marks void
-            and padding pixels.
-        ignore_index: label value to leave out, or ``None``.
-        weight: optional per-pixel weight ``(N, H, W)`` or ``(N, 1, H, W)``, multiplied into the mask.
-
-    Returns:
-        ``(probabilities, one_hot, mask)``: two ``(N, C, H, W)`` tensors in float32 (float64 for float64
-        logits) and an ``(N, 1, H, W)`` mask that is 0 on ignored pixels.
-
-    Raises:
-        ValueError: if shapes disagree or a label that is not ignored lies outside ``[0, C)``.
-    """
-    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 4:
-        got = f"dtype {logits.dtype}, shape {tuple(logits.shape)}" if isinstance(logits, Tensor) \
-            else type(logits).__name__
-        raise ValueError(f"`cls_score` must be floating-point logits of shape (N, C, H, W), got {got}")
-    if label.dim() == 4 and label.shape[1] == 1:
-        label = label[:, 0]
-    n, c, h, w = logits.shape
-    if label.shape != (n, h, w):
-        raise ValueError(f"`label` must have shape ({n}, {h}, {w}) to match `cls_score` "
-                         f"{tuple(logits.shape)}, got {tuple(label.shape)}")
-    if label.is_floating_point():
-        raise TypeError(f"`label` must hold integer class indices, got dtype {label.dtype}")
-    valid = label >= 0
-    if ignore_index is not None:
-        valid &= label != ignore_index
-    num_classes = max(c, 2)
-    if valid.any() and int(label[valid].max()) >= num_classes:
-        raise ValueError(f"`label` holds class {int(label[valid].max())}, but `cls_score` has {c} "
-                         f"channels (ignore_index={ignore_index})")
-    dtype = compute_dtype(logits)
-    clean = torch.where(valid, label, torch.zeros_like(label)).long()
-    if c == 1:
-        probabilities = torch.sigmoid(logits.to(dtype))
-        one_hot = clean.unsqueeze(1).to(dtype)
-    else:
-        probabilities = torch.softmax(logits.to(dtype), dim=1)
-        one_hot = torch.nn.functional.one_hot(clean, c).permute(0, 3, 1, 2).to(dtype)
-    mask = valid.unsqueeze(1).to(dtype)
-    if weight is not None:
-        mask = mask * as_weight_mask(weight, probabilities)
-    return probabilities, one_hot, mask

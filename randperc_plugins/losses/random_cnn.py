@@ -10,12 +10,14 @@ super-resolution a random network is on par with a pretrained VGG as the loss ne
   a pooling between stages), its initialisation and the compared layers;
 * :func:`random_cnn_weights`: the one place where weights are drawn (seeded CPU generator, float32);
 * :func:`random_cnn_features`: the forward pass, returning the compared layers;
-* :func:`random_cnn_perceptual_loss` (functional) and :class:`RandomCNNPerceptualLoss` (module).
+* :func:`random_cnn_distance` (the measure, per sample), :func:`random_cnn_perceptual_loss` (the
+  loss, reduced and weighted) and :class:`RandomCNNPerceptualLoss` (the loss as a module).
 
 Imports torch only.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,10 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, check_image_pair, check_max_size, check_reduction,
-                     compute_dtype, reduce_per_sample, reduced_size, seeded_generator)
+from ._utils import (area_resize, as_weight_mask, check_choice, check_image_pair, check_max_size,
+                     check_reduction, check_validate_args, compute_dtype, reduce_per_sample,
+                     reduced_size, seeded_generator)
 
-__all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_perceptual_loss",
+__all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
+           "random_cnn_perceptual_loss",
            "random_cnn_weights", "random_cnn_features", "layer_names", "gpl_positions",
            "VGG19_WIDTHS", "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED"]
 
@@ -223,7 +227,7 @@ def random_cnn_weights(spec: RandomCNNSpec, in_channels: int, seed: int = DEFAUL
         spec: the network.
         in_channels: channels of the compared tensors (``C`` in ``(N, C, H, W)``).
         seed: seed of the local generator; ignored when ``generator`` is given.
-        generator: a CPU generator to draw from instead (``resample=True`` uses one that advances).
+        generator: a CPU generator to draw from instead (``redraw=True`` uses one that advances).
 
     Returns:
         One float32 CPU tensor ``(C_out, C_in, k, k)`` per convolution.
@@ -310,23 +314,10 @@ def random_cnn_features(x: Tensor, weights: Sequence[Tensor], spec: RandomCNNSpe
     return out  # pragma: no cover - every compared layer is reached
 
 
-# ----------------------------------------------------------------------------------------------
-# Cache of drawn weights for the functional form
-# ----------------------------------------------------------------------------------------------
-_WEIGHT_CACHE: "OrderedDict[tuple, List[Tensor]]" = OrderedDict()
-_WEIGHT_CACHE_SIZE = 8
-
-
-def _cached_weights(spec: RandomCNNSpec, in_channels: int, seed: int) -> List[Tensor]:
-    key = (spec, in_channels, seed)
-    if key in _WEIGHT_CACHE:
-        _WEIGHT_CACHE.move_to_end(key)
-        return _WEIGHT_CACHE[key]
-    weights = random_cnn_weights(spec, in_channels, seed)
-    _WEIGHT_CACHE[key] = weights
-    while len(_WEIGHT_CACHE) > _WEIGHT_CACHE_SIZE:
-        _WEIGHT_CACHE.popitem(last=False)
-    return weights
+@functools.lru_cache(maxsize=8)
+def _cached_weights(spec: RandomCNNSpec, in_channels: int, seed: int) -> Tuple[Tensor, ...]:
+    """The functional form's weights, drawn once per ``(spec, in_channels, seed)``."""
+    return tuple(random_cnn_weights(spec, in_channels, seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,14 +362,33 @@ def _normalize(f: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 # Functional
 # ----------------------------------------------------------------------------------------------
-def random_cnn_perceptual_loss(
+@dataclass(frozen=True)
+class _Comparison:
+    """How the features are compared, checked once: per-layer weights, distance, normalisation and
+    the working size."""
+
+    layer_weights: Tuple[float, ...]
+    distance: str
+    normalize: bool
+    max_size: Optional[int]
+
+    @classmethod
+    def build(cls, spec: RandomCNNSpec, layer_weights=None, distance: str = "l1",
+              normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE) -> "_Comparison":
+        return cls(_check_layer_weights(layer_weights, spec.layers),
+                   check_choice(distance, _DISTANCES, "distance"), bool(normalize),
+                   check_max_size(max_size))
+
+
+def random_cnn_distance(
         pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         spec: Optional[RandomCNNSpec] = None, weights: Optional[Sequence[Tensor]] = None,
         seed: int = DEFAULT_SEED, layer_weights=None, distance: str = "l1",
         normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-        reduction: str = "mean", loss_weight: float = 1.0) -> Tensor:
-    r"""Generic Perceptual Loss: the distance between the features of ``pred`` and ``target`` in
-    several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
+        return_terms: bool = False, validate_args: bool = True):
+    r"""Generic Perceptual Loss as a measure: per sample, the distance between the features of ``pred``
+    and ``target`` in several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
+    :func:`random_cnn_perceptual_loss` is the loss form (reduced and weighted).
 
     With :math:`\phi_l` the features of compared layer :math:`l` (:math:`C_l` channels), :math:`g =
     [w > 0]` the valid pixels, :math:`m_l` the weight ``w`` average-pooled to layer :math:`l`'s size
@@ -386,13 +396,13 @@ def random_cnn_perceptual_loss(
 
     .. math::
 
-        \ell_n = \lambda \sum_l \lambda_l \,
+        \ell_n = \sum_l \lambda_l \,
             \frac{\sum_{c,h,w} m_l[n,h,w]\; d\big(\phi_l(g \odot x)[n,c,h,w]
                   - \phi_l(g \odot y)[n,c,h,w]\big)}
                  {C_l \, \max\big(\sum_{h,w} m_l[n,h,w],\ \varepsilon\big)}
 
     where :math:`x, y` are ``pred`` and ``target`` (area-resized so that their longer side is at most
-    ``max_size``), :math:`\lambda` is ``loss_weight`` and :math:`\lambda_l` the layer weights. Without
+    ``max_size``) and :math:`\lambda_l` the layer weights. Without
     ``weight`` it is the plain mean of :math:`d` over each layer's features.
 
     How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
@@ -422,60 +432,109 @@ def random_cnn_perceptual_loss(
         max_size: compute the loss on inputs area-resized so that the longer side is at most this
             many pixels (aspect ratio kept); ``None`` keeps the full resolution. Default
             :data:`DEFAULT_MAX_SIZE`.
-        reduction: ``'mean'`` (default) or ``'sum'`` over the batch, or ``'none'`` for ``(N,)``.
-        loss_weight: multiplies the result.
+        return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
+            :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
+        validate_args: check the inputs' values (a finite ``target``, a finite non-negative
+            ``weight``), which reads them on the host; pass ``False`` on a training path (shapes and
+            settings are always checked).
 
     Returns:
-        A float32 tensor (float64 for float64 inputs), whatever the input dtype: a scalar, or ``(N,)``
-        for ``reduction='none'``.
+        ``(N,)`` in float32 (float64 for float64 inputs), whatever the input dtype; with
+        ``return_terms``, ``(distance, terms)``.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`, any :math:`H, W \geq 1` (pooling uses ``ceil_mode``:
           maps smaller than the network's total downsampling shrink to 1x1 and stay so).
         - weight: :math:`(N, 1, H, W)` or :math:`(N, H, W)`.
-        - output: :math:`()` or :math:`(N,)`.
+        - output: :math:`(N,)`.
 
     Raises:
         TypeError: if ``pred`` or ``target`` is not a floating-point tensor.
-        ValueError: if the shapes differ, ``target`` holds NaN or Inf, ``C`` is not the channel count
+        ValueError: if the shapes differ, ``target`` holds NaN or Inf (with ``validate_args``), ``C`` is not the channel count
             ``weights`` were drawn for, ``weight`` has the wrong shape or a negative value, or an
             argument is out of range.
 
     Example:
         >>> pred = torch.rand(2, 3, 32, 32, requires_grad=True)
         >>> target = torch.rand(2, 3, 32, 32)
-        >>> loss = random_cnn_perceptual_loss(pred, target)
-        >>> loss.backward()
+        >>> d = random_cnn_distance(pred, target)
+        >>> d.shape
+        torch.Size([2])
+        >>> d, terms = random_cnn_distance(pred, target, return_terms=True)
+        >>> list(terms)
+        ['relu1_2', 'relu2_2', 'relu3_4']
     """
-    check_image_pair(pred, target)
-    return _random_cnn_perceptual_loss(pred, target, weight, spec, weights, seed, layer_weights,
-                                       distance, normalize, max_size, reduction, loss_weight)
-
-
-def _random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor],
-                                spec: Optional[RandomCNNSpec], weights: Optional[Sequence[Tensor]],
-                                seed: int, layer_weights, distance: str, normalize: bool,
-                                max_size: Optional[int], reduction: str, loss_weight: float) -> Tensor:
-    """:func:`random_cnn_perceptual_loss` once ``pred`` and ``target`` are checked."""
-    reduction = check_reduction(reduction)
-    if distance not in _DISTANCES:
-        raise ValueError(f"`distance` must be one of {_DISTANCES}, got {distance!r}")
-    max_size = check_max_size(max_size)
     spec = RandomCNNSpec() if spec is None else spec
     if not isinstance(spec, RandomCNNSpec):
         raise TypeError(f"`spec` must be a RandomCNNSpec or None, got {type(spec).__name__}")
-    lw = _check_layer_weights(layer_weights, spec.layers)
-    mask = as_weight_mask(weight, pred)
-    if mask is not None and bool((mask < 0).any()):
-        raise ValueError("`weight` must be non-negative, but it holds a negative value")
-    n, c, h, w = pred.shape
+    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size)
+    return _random_cnn_distance(pred, target, weight, spec, comparison,
+                                _checked_weights(spec, weights, pred, seed), return_terms,
+                                check_validate_args(validate_args))
+
+
+def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+                               reduction: str = "mean", loss_weight: float = 1.0,
+                               return_terms: bool = False, validate_args: bool = True,
+                               **settings):
+    r"""Generic Perceptual Loss: :func:`random_cnn_distance` reduced over the batch and multiplied by
+    ``loss_weight`` (the loss form; :class:`RandomCNNPerceptualLoss` is the module).
+
+    Args:
+        pred, target, weight: as in :func:`random_cnn_distance`.
+        reduction: ``'mean'`` (default) or ``'sum'`` over the batch, or ``'none'`` for ``(N,)``.
+        loss_weight: multiplies the result.
+        return_terms: also return the per-layer terms, reduced and weighted like the loss (so they
+            sum to it).
+        validate_args: as in :func:`random_cnn_distance`.
+        **settings: the other keyword arguments of :func:`random_cnn_distance` (``spec``,
+            ``weights``, ``seed``, ``layer_weights``, ``distance``, ``normalize``, ``max_size``).
+
+    Returns:
+        A scalar, or ``(N,)`` with ``reduction='none'``; with ``return_terms``, ``(loss, terms)``.
+
+    Example:
+        >>> pred = torch.rand(2, 3, 32, 32, requires_grad=True)
+        >>> loss = random_cnn_perceptual_loss(pred, torch.rand(2, 3, 32, 32))
+        >>> loss.backward()
+        >>> loss.shape
+        torch.Size([])
+    """
+    reduction = check_reduction(reduction)
+    out = random_cnn_distance(pred, target, weight, return_terms=return_terms,
+                              validate_args=validate_args, **settings)
+    return _reduce_and_weight(out, reduction, float(loss_weight))
+
+
+def _reduce_and_weight(out, reduction: str, loss_weight: float):
+    """The loss form of a measure's output (a ``(N,)`` tensor, or it and its terms)."""
+    if isinstance(out, tuple):
+        total, terms = out
+        return (reduce_per_sample(total, reduction) * loss_weight,
+                {k: reduce_per_sample(v, reduction) * loss_weight for k, v in terms.items()})
+    return reduce_per_sample(out, reduction) * loss_weight
+
+
+def _checked_weights(spec: RandomCNNSpec, weights: Optional[Sequence[Tensor]], pred: Tensor,
+                     seed: int) -> Sequence[Tensor]:
+    """The convolution weights for ``pred``'s channel count: given (and checked), or cached."""
+    check_image_pair(pred, pred, validate_args=False)  # names `pred` if it is no image
     if weights is None:
-        weights = _cached_weights(spec, c, seed)
-    else:
-        weights = list(weights)
-        if len(weights) != spec.num_convs:
-            raise ValueError(f"`weights` must hold {spec.num_convs} convolution weights for this "
-                             f"`spec`, got {len(weights)}")
+        return _cached_weights(spec, pred.shape[1], seed)
+    weights = list(weights)
+    if len(weights) != spec.num_convs:
+        raise ValueError(f"`weights` must hold {spec.num_convs} convolution weights for this "
+                         f"`spec`, got {len(weights)}")
+    return weights
+
+
+def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                         spec: RandomCNNSpec, comparison: _Comparison, weights: Sequence[Tensor],
+                         return_terms: bool, validate_args: bool):
+    """:func:`random_cnn_distance` with checked settings."""
+    check_image_pair(pred, target, validate_args=validate_args)
+    mask = as_weight_mask(weight, pred, "weight", validate_args)
+    n, c, h, w = pred.shape
     if weights[0].shape[1] != c:
         raise ValueError(f"`pred` has {c} channels, but the random network was built for "
                          f"`in_channels`={weights[0].shape[1]}")
@@ -492,7 +551,7 @@ def _random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[T
             gate = (mask > 0).to(dtype)
             x = x * gate
             y = y * gate
-        size = reduced_size(h, w, max_size)
+        size = reduced_size(h, w, comparison.max_size)
         x, y = area_resize(x, size), area_resize(y, size)
         if mask is not None:
             mask = area_resize(mask, size)
@@ -501,20 +560,22 @@ def _random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[T
         with torch.no_grad():
             feats_y = random_cnn_features(y, ws, spec)
 
-        per_sample = x.new_zeros(n)
-        for (name, (fx, m)), lam in zip(feats_x.items(), lw):
+        total = x.new_zeros(n)
+        terms = OrderedDict()
+        for (name, (fx, m)), lam in zip(feats_x.items(), comparison.layer_weights):
             fy = feats_y[name][0]
-            if normalize:
+            if comparison.normalize:
                 fx, fy = _normalize(fx), _normalize(fy)
-            d = _distance(fx - fy, distance)
+            d = _distance(fx - fy, comparison.distance)
             if m is None:
                 layer = d.mean(dim=(1, 2, 3))
             else:
                 num = (d.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3))
                 den = m.sum(dim=(1, 2, 3)).clamp_min(_MASK_EPS) * d.shape[1]
                 layer = num / den
-            per_sample = per_sample + lam * layer
-        return reduce_per_sample(per_sample * float(loss_weight), reduction)
+            terms[name] = lam * layer
+            total = total + terms[name]
+        return (total, terms) if return_terms else total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -522,7 +583,7 @@ def _random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[T
 # ----------------------------------------------------------------------------------------------
 class RandomCNNPerceptualLoss(nn.Module):
     r"""Generic Perceptual Loss (Liu et al., CVPR 2021): ``pred`` and ``target`` compared through a
-    frozen, randomly weighted VGG-style CNN. See :func:`random_cnn_perceptual_loss` for the maths.
+    frozen, randomly weighted VGG-style CNN. See :func:`random_cnn_distance` for the maths.
 
     The weights are drawn once (on the first call when ``in_channels`` is None) by
     :func:`random_cnn_weights` from a local generator seeded with ``seed``, in float32 on the CPU, then
@@ -566,10 +627,12 @@ class RandomCNNPerceptualLoss(nn.Module):
         widths, kernel_size, activation, pooling, layers, init, init_std: the random network, see
             :class:`RandomCNNSpec`.
         seed: seed of the random network (default 0).
-        resample: draw new weights at every call (from a generator seeded with ``seed`` that
+        redraw: draw new weights at every call (from a generator seeded with ``seed`` that
             advances), as an ablation of a fixed network.
-        layer_weights, distance, normalize, max_size, reduction, loss_weight: see
-            :func:`random_cnn_perceptual_loss`.
+        layer_weights, distance, normalize, max_size: see :func:`random_cnn_distance`.
+        reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
+        validate_args: check input values on the host (a finite target, a finite non-negative
+            weight); default True. Adapters pass False on the training path.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`, any size.
@@ -579,7 +642,7 @@ class RandomCNNPerceptualLoss(nn.Module):
 
     Raises:
         ValueError: if ``pred`` has a channel count other than ``in_channels`` (or the first call's),
-            and as :func:`random_cnn_perceptual_loss`.
+            and as :func:`random_cnn_distance`.
         TypeError: if an input is not a floating-point tensor.
 
     Example:
@@ -597,9 +660,10 @@ class RandomCNNPerceptualLoss(nn.Module):
                  kernel_size: Union[int, Sequence[int]] = 3, activation: str = "relu",
                  pooling: str = "max", layers: Sequence[str] = DEFAULT_LAYERS,
                  init: str = "gpl", init_std: float = 0.01, seed: int = DEFAULT_SEED,
-                 resample: bool = False, layer_weights=None, distance: str = "l1",
+                 redraw: bool = False, layer_weights=None, distance: str = "l1",
                  normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-                 reduction: str = "mean", loss_weight: float = 1.0) -> None:
+                 reduction: str = "mean", loss_weight: float = 1.0,
+                 validate_args: bool = True) -> None:
         super().__init__()
         self.spec = RandomCNNSpec(widths=widths, kernel_size=kernel_size, activation=activation,
                                   pooling=pooling, layers=layers, init=init, init_std=init_std)
@@ -607,17 +671,13 @@ class RandomCNNPerceptualLoss(nn.Module):
                                         or in_channels < 1):
             raise ValueError(f"`in_channels` must be a positive int or None, got {in_channels!r}")
         seeded_generator(seed)  # validates `seed`
-        if distance not in _DISTANCES:
-            raise ValueError(f"`distance` must be one of {_DISTANCES}, got {distance!r}")
         self.in_channels = in_channels
         self.seed = seed
-        self.resample = bool(resample)
-        self.layer_weights = _check_layer_weights(layer_weights, self.spec.layers)
-        self.distance = distance
-        self.normalize = bool(normalize)
-        self.max_size = check_max_size(max_size)
+        self.redraw = bool(redraw)
+        self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size)
         self.reduction = check_reduction(reduction)
         self.loss_weight = float(loss_weight)
+        self.validate_args = check_validate_args(validate_args)
         self._generator: Optional[torch.Generator] = None
         self._num_weights = 0
         if in_channels is not None:
@@ -640,26 +700,32 @@ class RandomCNNPerceptualLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, layers={self.spec.layers}, init={self.spec.init!r}, "
-                f"seed={self.seed}, distance={self.distance!r}, max_size={self.max_size}, "
-                f"resample={self.resample}")
+                f"seed={self.seed}, distance={self.comparison.distance!r}, "
+                f"max_size={self.comparison.max_size}, redraw={self.redraw}")
 
-    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor:
-        """Loss of ``pred`` against ``target`` ``(N, C, H, W)``; ``weight`` ``(N, [1,] H, W)`` optional."""
-        check_image_pair(pred, target)
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+                return_terms: bool = False):
+        """Loss of ``pred`` against ``target`` ``(N, C, H, W)``; ``weight`` ``(N, [1,] H, W)`` optional.
+
+        With ``return_terms`` also the per-layer terms (reduced and weighted like the loss)."""
+        out = _random_cnn_distance(pred, target, weight, self.spec, self.comparison,
+                                   self._weights_for(pred), return_terms, self.validate_args)
+        return _reduce_and_weight(out, self.reduction, self.loss_weight)
+
+    def _weights_for(self, pred: Tensor) -> Sequence[Tensor]:
+        """The network for ``pred``: drawn on the first call (``in_channels=None``), or anew at each
+        call (``redraw``). The channel count is a shape: checking it reads nothing on the host."""
+        check_image_pair(pred, pred, validate_args=False)  # names `pred` if it is no image
         c = pred.shape[1]
         if self.in_channels is None:
             self.in_channels = c
         elif c != self.in_channels:
             raise ValueError(f"`pred` has {c} channels, but the random network was built for "
                              f"`in_channels`={self.in_channels}")
-        if self.resample:
+        if self.redraw:
             if self._generator is None:
                 self._generator = seeded_generator(self.seed)
-            weights = random_cnn_weights(self.spec, c, generator=self._generator)
-        else:
-            if self._num_weights == 0:
-                self._set_weights(random_cnn_weights(self.spec, c, self.seed), device=pred.device)
-            weights = self.random_weights()
-        return _random_cnn_perceptual_loss(
-            pred, target, weight, self.spec, weights, self.seed, self.layer_weights, self.distance,
-            self.normalize, self.max_size, self.reduction, self.loss_weight)
+            return random_cnn_weights(self.spec, c, generator=self._generator)
+        if self._num_weights == 0:
+            self._set_weights(random_cnn_weights(self.spec, c, self.seed), device=pred.device)
+        return self.random_weights()

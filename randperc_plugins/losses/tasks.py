@@ -144,7 +144,7 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
         one_hot = torch.nn.functional.one_hot(clean.clamp_(max=c - 1), c).permute(0, 3, 1, 2).to(dtype)
     mask = valid.unsqueeze(1).to(dtype)
     if weight is not None:
-        mask = mask * as_weight_mask(weight, probabilities)
+        mask = mask * as_weight_mask(weight, probabilities, "weight", validate_args)
     return probabilities, one_hot, mask
 
 
@@ -208,14 +208,22 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
     return torch.sigmoid(chosen.to(dtype)), mask_targets.to(dtype).unsqueeze(1)
 
 
-def restoration_inputs(pred: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+def restoration_inputs(pred: Tensor, target: Tensor, *,
+                       validate_args: bool = True) -> Tuple[Tensor, Tensor]:
     """A restored image and its ground truth, ``(N, C, H, W)`` floating point of the same shape.
 
     Returned unchanged after the checks; the core losses' defaults assume RGB in ``[0, 1]``.
+    With ``validate_args`` (a host read) the target must also be finite.
 
     Raises:
         TypeError: if either is not a floating-point tensor.
-        ValueError: if either is not 4-D or their shapes differ.
+        ValueError: if either is not 4-D or their shapes differ, or (with ``validate_args``) the
+            target holds NaN or Inf.
+
+    Example:
+        >>> pred, target = restoration_inputs(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+        >>> pred.shape
+        torch.Size([1, 3, 8, 8])
     """
-    check_image_pair(pred, target)
+    check_image_pair(pred, target, validate_args=validate_args)
     return pred, target

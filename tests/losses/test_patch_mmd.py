@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
 
-from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, _draw_features,
-                                               _FeatureMean, _frequency_groups, _harmonics,
-                                               _orthogonal_gaussian, default_sigmas,
-                                               extract_patches, patch_mmd)
+from randperc_plugins.losses._random_features import (_draw_features, _FeatureMean, _frequency_groups,
+                                                      _harmonics, _orthogonal_gaussian)
+from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, default_sigmas,
+                                               extract_patches, patch_mmd, patch_mmd_loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_exact_matches_reference(estimator, sigmas, stride, levels, masked, dtyp
     my = _masks(4, 2, 20, 22) if masked else None
     kw = dict(patch_size=3, stride=stride, sigmas=sigmas, estimator=estimator, levels=levels)
     ref = ref_patch_mmd(x, y, mask_x=mx, mask_y=my, **kw)
-    out = patch_mmd(x.to(dtype), y.to(dtype), mask_x=mx, mask_y=my, block_size=37, **kw)
+    out = patch_mmd(x.to(dtype), y.to(dtype), mx, target_weight=my, block_size=37, **kw)
     assert out.shape == (2,) and out.dtype == dtype
     assert _rel(out, ref) <= tol
 
@@ -151,16 +151,16 @@ def test_gradient_matches_autograd_of_reference(estimator):
 
     w = torch.tensor([0.3, -1.2], dtype=torch.float64)
     gx, gy = torch.autograd.grad((ref(x, y) * w).sum(), (x, y))
-    out = patch_mmd(x, y, patch_size=3, sigmas=(0.4, 1.1), estimator=estimator, mask_x=mx,
-                    block_size=19)
+    out = patch_mmd(x, y, mx, target_weight=torch.ones(2, 12, 10), patch_size=3, sigmas=(0.4, 1.1),
+                    estimator=estimator, block_size=19)
     hx, hy = torch.autograd.grad((out * w).sum(), (x, y))
     assert torch.allclose(hx, gx, rtol=1e-8, atol=1e-14)
     assert torch.allclose(hy, gy, rtol=1e-8, atol=1e-14)
     # one input at a time (the backward pass then skips the other's sums): the same gradients
     for inp, other, expected in ((x, y.detach(), gx), (y, x.detach(), gy)):
         args = (inp, other) if inp is x else (other, inp)
-        out = patch_mmd(*args, patch_size=3, sigmas=(0.4, 1.1), estimator=estimator, mask_x=mx,
-                        block_size=19)
+        out = patch_mmd(*args, mx, target_weight=torch.ones(2, 12, 10), patch_size=3,
+                        sigmas=(0.4, 1.1), estimator=estimator, block_size=19)
         (h,) = torch.autograd.grad((out * w).sum(), inp)
         assert torch.allclose(h, expected, rtol=1e-8, atol=1e-14)
 
@@ -173,8 +173,8 @@ def test_gradcheck_exact(estimator):
     mx[0, 0, 0] = 0
 
     def f(a, b):
-        return patch_mmd(a, b, patch_size=3, sigmas=(0.5, 1.0), estimator=estimator, levels=1,
-                         mask_x=mx, block_size=5)
+        return patch_mmd(a, b, mx, target_weight=torch.ones(1, 6, 5), patch_size=3,
+                         sigmas=(0.5, 1.0), estimator=estimator, levels=1, block_size=5)
 
     assert torch.autograd.gradcheck(f, (x, y), fast_mode=True)
 
@@ -273,9 +273,9 @@ def test_feature_pairs_have_the_exact_kernel_diagonal():
                            torch.device("cpu"), torch.float64)
     assert feats.count == 17 and feats.W.shape == (12, 2 * 17)  # ceil(33 / 2); 0.5 shares 2.0's
     p = _rand(1, 5, 12, seed=40)
-    z = _FeatureMean.apply(p, torch.ones(1, 5, dtype=torch.float64), feats, 2)  # (1, S * 2F), sum
+    z = _FeatureMean.apply(p, torch.ones(1, 5, dtype=torch.float64), feats, 2, False)  # (1, S * 2F), sum
     assert z.shape == (1, 3 * 2 * 17)
-    single = [_FeatureMean.apply(p[:, i:i + 1], torch.ones(1, 1, dtype=torch.float64), feats, 1)
+    single = [_FeatureMean.apply(p[:, i:i + 1], torch.ones(1, 1, dtype=torch.float64), feats, 1, False)
               for i in range(5)]
     assert torch.allclose(sum(single), z)
     norms = torch.stack([s.pow(2).sum() for s in single])
@@ -380,14 +380,14 @@ def test_masked_patches_are_left_out():
     mask = torch.ones(1, 1, 12, 12)
     mask[..., 6:, :] = 0  # the bottom half is ignored
     # only patches fully inside the top half count: the same as cropping the top half
-    out = patch_mmd(x, y, patch_size=3, mask_x=mask, mask_y=mask)
+    out = patch_mmd(x, y, patch_size=3, weight=mask)
     crop = patch_mmd(x[..., :6, :], y[..., :6, :], patch_size=3)
     assert torch.allclose(out, crop, rtol=1e-12)
     # what the masked pixels hold does not matter, and they get no gradient
     x2 = x.clone()
     x2[..., 8:, :] = 5.0
     x2.requires_grad_()
-    out2 = patch_mmd(x2, y, patch_size=3, mask_x=mask, mask_y=mask)
+    out2 = patch_mmd(x2, y, patch_size=3, weight=mask)
     out2.sum().backward()
     assert torch.allclose(out2, out, rtol=1e-12)
     assert x2.grad[..., 6:, :].abs().max() == 0
@@ -401,7 +401,7 @@ def test_fully_masked_sample_gives_zero_with_gradient(method, estimator):
     mask = torch.ones(2, 10, 10)
     mask[0] = 0
     mask[1, 0, 0] = 0
-    out = patch_mmd(x, y, patch_size=3, mask_x=mask, mask_y=mask, method=method, estimator=estimator)
+    out = patch_mmd(x, y, patch_size=3, weight=mask, method=method, estimator=estimator)
     assert out[0] == 0 and out[1] != 0 and torch.isfinite(out).all()
     out.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad[0].abs().max() == 0
@@ -416,7 +416,7 @@ def test_unbiased_with_one_valid_patch_is_defined():
     x, y = _rand(1, 1, 5, 5, seed=36), _rand(1, 1, 5, 5, seed=37)
     mask = torch.zeros(1, 5, 5)
     mask[0, :3, :3] = 1  # exactly one valid 3x3 patch
-    out = patch_mmd(x, y, patch_size=3, mask_x=mask, estimator="unbiased")
+    out = patch_mmd(x, y, mask, target_weight=torch.ones(1, 5, 5), patch_size=3, estimator="unbiased")
     ref = ref_patch_mmd(x, y, 3, mask_x=mask, estimator="unbiased")
     assert torch.isfinite(out).all() and _rel(out, ref) <= 1e-10
 
@@ -426,20 +426,20 @@ def test_unbiased_with_one_valid_patch_is_defined():
 # ----------------------------------------------------------------------------------------------
 def test_errors_name_argument_and_sizes():
     x = torch.rand(1, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"`x`.*6x8.*`patch_size`=7"):
+    with pytest.raises(ValueError, match=r"`pred`.*6x8.*`patch_size`=7"):
         patch_mmd(torch.rand(1, 3, 6, 8), torch.rand(1, 3, 9, 9), patch_size=7)
-    with pytest.raises(ValueError, match=r"`y`.*4x9"):
+    with pytest.raises(ValueError, match=r"`target`.*4x9"):
         patch_mmd(x, torch.rand(1, 3, 4, 9), patch_size=5)
     with pytest.raises(ValueError, match=r"channels.*3.*1"):
         patch_mmd(x, torch.rand(1, 1, 8, 8), patch_size=3)
-    with pytest.raises(TypeError, match=r"`x`.*floating.*torch.int64"):
+    with pytest.raises(TypeError, match=r"`pred`.*floating.*torch.int64"):
         patch_mmd(torch.ones(1, 3, 8, 8, dtype=torch.long), x, patch_size=3)
     bad = x.clone()
     bad[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"`y`.*NaN"):
+    with pytest.raises(ValueError, match=r"`target`.*NaN"):
         patch_mmd(x, bad, patch_size=3)
     bad[0, 0, 0, 0] = float("inf")
-    with pytest.raises(ValueError, match=r"`x`.*Inf"):
+    with pytest.raises(ValueError, match=r"`pred`.*Inf"):
         patch_mmd(bad, x, patch_size=3)
     with pytest.raises(ValueError, match=r"`levels`=3.*2x2"):
         patch_mmd(x, x, patch_size=3, levels=3)
@@ -451,8 +451,16 @@ def test_errors_name_argument_and_sizes():
         patch_mmd(x, x, patch_size=3, sigmas=(1.0, 2.0), sigma_weights=(1.0,))
     with pytest.raises(ValueError, match=r"`sigmas`"):
         patch_mmd(x, x, patch_size=3, sigmas=(1.0, -2.0))
-    with pytest.raises(ValueError, match=r"`mask_x`.*\(1, 8, 8\)"):
-        patch_mmd(x, x, patch_size=3, mask_x=torch.ones(1, 7, 8))
+    with pytest.raises(ValueError, match=r"`weight`.*\(1, 8, 8\)"):
+        patch_mmd(x, x, torch.ones(1, 7, 8), patch_size=3)
+    with pytest.raises(ValueError, match=r"`target_weight`.*\(1, 8, 8\)"):
+        patch_mmd(x, x, target_weight=torch.ones(1, 7, 8), patch_size=3)
+    with pytest.raises(ValueError, match=r"`weight`.*negative"):
+        patch_mmd(x, x, -torch.ones(1, 8, 8), patch_size=3)
+    with pytest.raises(TypeError, match=r"positional"):
+        patch_mmd(x, x, None, 3)  # everything after the tensors is keyword-only
+    with pytest.raises(TypeError, match=r"positional"):
+        PatchMMDLoss(3)
     with pytest.raises(ValueError, match=r"`patch_size`"):
         patch_mmd(x, x, patch_size=0)
     with pytest.raises(ValueError, match=r"`reduction`"):
@@ -493,7 +501,7 @@ def test_module():
 
 def test_default_sigmas():
     assert default_sigmas(7) == (4.9, 2.45, 1.225, 0.49)
-    assert PatchMMDLoss().sigmas == default_sigmas(7)
+    assert PatchMMDLoss().spec.sigmas == default_sigmas(7)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,7 +563,7 @@ def test_max_size_keeps_masked_pixels_out_of_the_gradient():
     y = torch.rand(1, 3, 32, 32, generator=g, dtype=torch.float64)
     mask = torch.ones(1, 32, 32, dtype=torch.float64)
     mask[:, 5:13, 7:20] = 0
-    patch_mmd(x, y, patch_size=3, max_size=16, mask_x=mask, mask_y=mask).sum().backward()
+    patch_mmd(x, y, patch_size=3, max_size=16, weight=mask).sum().backward()
     assert torch.count_nonzero(x.grad[:, :, 5:13, 7:20]) == 0
     assert torch.count_nonzero(x.grad) > 0
 
@@ -563,3 +571,45 @@ def test_max_size_keeps_masked_pixels_out_of_the_gradient():
 def test_max_size_smaller_than_a_patch_is_an_error():
     with pytest.raises(ValueError, match="max_size"):
         patch_mmd(torch.rand(1, 1, 40, 40), torch.rand(1, 1, 40, 40), patch_size=7, max_size=5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Breakdown per level and bandwidth
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_terms_per_level_and_bandwidth_sum_to_the_total(estimator):
+    x, y = _rand(2, 2, 16, 16, seed=60), _rand(2, 2, 16, 16, seed=61)
+    mask = torch.ones(2, 16, 16)
+    mask[:, :2] = 0
+    kw = dict(patch_size=3, sigmas=(0.5, 1.0, 2.0), sigma_weights=(0.2, 0.3, 0.5), levels=2,
+              level_weights=(0.7, 0.3), estimator=estimator)
+    total, terms = patch_mmd(x, y, mask, return_terms=True, **kw)
+    assert sorted(terms) == [(lv, s) for lv in (0, 1) for s in (0.5, 1.0, 2.0)]
+    torch.testing.assert_close(total, patch_mmd(x, y, mask, **kw), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(sum(terms.values()), total, rtol=1e-12, atol=1e-15)
+    # each term is that bandwidth alone at that level, with its weights (an independent call)
+    for (level, sigma), value in terms.items():
+        alone = patch_mmd(x, y, mask, **{**kw, "sigmas": (sigma,),
+                                         "sigma_weights": (kw["sigma_weights"][kw["sigmas"].index(sigma)],),
+                                         "level_weights": tuple(w if i == level else 0.0 for i, w in
+                                                                enumerate(kw["level_weights"]))})
+        torch.testing.assert_close(value, alone, rtol=1e-10, atol=1e-15)
+
+
+def test_terms_of_random_features_and_of_the_loss_forms():
+    x, y = _rand(2, 2, 16, 16, seed=62), _rand(2, 2, 16, 16, seed=63)
+    kw = dict(patch_size=3, method="random_features", num_features=64)
+    total, terms = patch_mmd(x, y, return_terms=True, **kw)
+    torch.testing.assert_close(total, patch_mmd(x, y, **kw), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(sum(terms.values()), total, rtol=1e-12, atol=1e-15)
+    assert len(terms) == 4
+    loss, lterms = patch_mmd_loss(x, y, squared=True, loss_weight=3.0, reduction="sum",
+                                  return_terms=True, **kw)
+    torch.testing.assert_close(loss, 3.0 * total.sum())
+    torch.testing.assert_close(sum(lterms.values()), loss)
+    module = PatchMMDLoss(squared=True, loss_weight=2.0, **kw)
+    mloss, mterms = module(x, y, return_terms=True)
+    torch.testing.assert_close(mloss, 2.0 * total.mean())
+    torch.testing.assert_close(sum(mterms.values()), mloss)
+    with pytest.raises(ValueError, match="`return_terms`.*`squared=True`"):
+        PatchMMDLoss(patch_size=3)(x, y, return_terms=True)

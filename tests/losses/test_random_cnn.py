@@ -13,7 +13,8 @@ from photo_ops import gaussian_blur
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
-                                                random_cnn_perceptual_loss, random_cnn_weights)
+                                                random_cnn_distance, random_cnn_perceptual_loss,
+                                                random_cnn_weights)
 
 # A small network: every test runs in well under a second.
 TINY = dict(widths=((4, 4), (6, 6), (8,)), layers=("relu1_2", "relu2_2", "relu3_1"))
@@ -228,7 +229,7 @@ def test_same_seed_same_weights_in_separate_processes():
 def test_global_rng_is_untouched():
     state = torch.get_rng_state()
     pred, target = _rand(2, 3, 10, 10, seed=1), _rand(2, 3, 10, 10, seed=2)
-    for kw in (dict(), dict(resample=True), dict(in_channels=3)):
+    for kw in (dict(), dict(redraw=True), dict(in_channels=3)):
         loss = RandomCNNPerceptualLoss(**TINY, **kw)
         loss(pred, target)
         loss(pred, target)
@@ -236,11 +237,11 @@ def test_global_rng_is_untouched():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_resample_draws_new_weights_reproducibly():
+def test_redraw_draws_new_weights_reproducibly():
     pred, target = _rand(1, 3, 10, 10, seed=1), _rand(1, 3, 10, 10, seed=2)
     fixed = RandomCNNPerceptualLoss(**TINY)
-    a = RandomCNNPerceptualLoss(**TINY, resample=True)
-    b = RandomCNNPerceptualLoss(**TINY, resample=True)
+    a = RandomCNNPerceptualLoss(**TINY, redraw=True)
+    b = RandomCNNPerceptualLoss(**TINY, redraw=True)
     va = [a(pred, target) for _ in range(3)]
     vb = [b(pred, target) for _ in range(3)]
     assert [v.item() for v in va] == [v.item() for v in vb]
@@ -421,6 +422,10 @@ def test_errors_name_the_argument():
             RandomCNNPerceptualLoss(**{**TINY, **kw})
     with pytest.raises(TypeError, match="`seed`"):
         RandomCNNPerceptualLoss(seed=1.5)
+    with pytest.raises(TypeError, match="`validate_args`"):
+        RandomCNNPerceptualLoss(validate_args=1)
+    with pytest.raises(TypeError, match="positional"):  # everything after the tensors: keywords
+        random_cnn_perceptual_loss(x, x, None, RandomCNNSpec(**TINY))
 
 
 def test_layer_names_and_order():
@@ -433,3 +438,29 @@ def test_layer_names_and_order():
 def test_docstring_examples_run():
     result = doctest.testmod(rc, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_terms_per_layer_sum_to_the_total():
+    spec = RandomCNNSpec(**TINY)
+    pred, target = _rand(2, 3, 12, 12, seed=70), _rand(2, 3, 12, 12, seed=71)
+    weight = torch.ones(2, 12, 12)
+    weight[:, :, :3] = 0
+    lw = (0.5, 2.0, 3.0)
+    total, terms = random_cnn_distance(pred, target, weight, spec=spec, layer_weights=lw,
+                                       return_terms=True)
+    assert list(terms) == list(spec.layers)
+    torch.testing.assert_close(total, random_cnn_distance(pred, target, weight, spec=spec,
+                                                          layer_weights=lw))
+    torch.testing.assert_close(sum(terms.values()), total)
+    # each term is its layer alone, with its weight (an independent call)
+    for name, w in zip(spec.layers, lw):
+        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w})
+        torch.testing.assert_close(terms[name], alone)
+    loss, lterms = random_cnn_perceptual_loss(pred, target, weight, spec=spec, layer_weights=lw,
+                                              loss_weight=4.0, reduction="sum", return_terms=True)
+    torch.testing.assert_close(loss, 4.0 * total.sum())
+    torch.testing.assert_close(sum(lterms.values()), loss)
+    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5)
+    mloss, mterms = module(pred, target, weight, return_terms=True)
+    torch.testing.assert_close(mloss, 0.5 * total.mean())
+    torch.testing.assert_close(sum(mterms.values()), mloss)

@@ -16,6 +16,7 @@ import randperc_plugins.mmseg as rp_mmseg  # noqa: E402
 from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, load_config, seg_batch  # noqa: E402
 from randperc_plugins.losses.patch_mmd import PatchMMDLoss as CorePatchMMD  # noqa: E402
 from randperc_plugins.losses.random_cnn import RandomCNNPerceptualLoss as CoreRandomCNN  # noqa: E402
+from randperc_plugins.losses.tasks import task_defaults  # noqa: E402
 
 register_all_modules(init_default_scope=True)
 
@@ -73,17 +74,29 @@ def test_value_is_core_on_softmax_vs_one_hot(name, core_cls, default_name, reduc
     probs = torch.softmax(logits, dim=1)
     valid = label != 255
     one_hot = F.one_hot(torch.where(valid, label, 0), 4).permute(0, 3, 1, 2).double()
-    core = core_cls(reduction=reduction, **{**getattr(rp_mmseg, name).segmentation_defaults, **SMALL[name]})
+    defaults = task_defaults("segmentation", getattr(rp_mmseg, name).task_loss)
+    defaults.pop("loss_weight")
+    core = core_cls(reduction=reduction, **{**defaults, **SMALL[name]})
     expected = 0.7 * core(probs, one_hot, weight=valid[:, None].double())
     torch.testing.assert_close(got, expected)
     assert got.shape == (() if reduction != "none" else (2,))
 
 
-def test_avg_factor_and_reduction_override_follow_mmseg():
+@pytest.mark.parametrize("name", ["RandomCNNPerceptualLoss", "PatchMMDLoss"])
+def test_avg_factor_is_refused(name):
+    # mmseg's weight_reduce_loss divides a sum of per-pixel losses by avg_factor; these losses have
+    # one value per image, so no avg_factor has that meaning: refused, naming the argument.
+    logits, label = _logits_and_label()
+    loss = getattr(rp_mmseg, name)(**SMALL[name])
+    with pytest.raises(ValueError, match="`avg_factor`"):
+        loss(logits, label, avg_factor=4.0)
+
+
+def test_reduction_override_follows_mmseg():
     logits, label = _logits_and_label()
     loss = rp_mmseg.RandomCNNPerceptualLoss()
     per_sample = loss(logits, label, reduction_override="none")
-    torch.testing.assert_close(loss(logits, label, avg_factor=4.0), per_sample.sum() / 4.0)
+    torch.testing.assert_close(loss(logits, label), per_sample.mean())
     torch.testing.assert_close(loss(logits, label, reduction_override="sum"), per_sample.sum())
     with pytest.raises(ValueError, match="reduction"):
         loss(logits, label, reduction_override="max")
@@ -125,8 +138,10 @@ def test_bad_inputs_name_the_argument():
     logits, label = _logits_and_label()
     with pytest.raises(ValueError, match="`label`"):
         loss(logits, label[:, :10])
+    # the label range is a host read: checked only on request (validate_args=True in the config)
     with pytest.raises(ValueError, match="`label` holds class 7"):
-        loss(logits, torch.full_like(label, 7))
+        rp_mmseg.RandomCNNPerceptualLoss(validate_args=True)(logits, torch.full_like(label, 7))
+    assert torch.isfinite(loss(logits, torch.full_like(label, 7)))
     with pytest.raises(TypeError, match="`label`"):
         loss(logits, label.double())
 
@@ -214,3 +229,17 @@ def test_auxiliary_head_takes_the_loss_too(tmp_path):
     losses = _train_losses(model)
     assert {"aux.loss_ce", "aux.loss_patch_mmd", "decode.loss_ce"} <= set(losses)
     assert "decode.loss_patch_mmd" not in losses
+
+
+@pytest.mark.parametrize("name", ["RandomCNNPerceptualLoss", "PatchMMDLoss"])
+def test_training_path_reads_nothing_on_the_host(name, host_reads):
+    # forward and backward as mmseg's decode head calls it: no tensor value is read on the host
+    # (each read would stall the GPU stream at every step); `host_reads` is in tests/conftest.py
+    logits, label = _logits_and_label()
+    logits.requires_grad_(True)
+    loss = getattr(rp_mmseg, name)(**SMALL[name])
+    loss(logits, label, ignore_index=255).backward()
+    assert host_reads == []
+    assert torch.count_nonzero(logits.grad) > 0
+    rp_mmseg.RandomCNNPerceptualLoss(validate_args=True)(logits, label)
+    assert host_reads  # the counter sees the checks that validate_args=True runs
