@@ -135,6 +135,7 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         self.perceptual_weight = float(settings.pop("loss_weight"))
         # Per ROI from the core; the head averages over the ROIs itself (see perceptual_mask_loss).
         settings["reduction"] = "none"
+        settings.setdefault("validate_args", False)  # the core's value checks read tensors on the host
         # Not a child module: `layers()` runs every child of this nn.Sequential, and state_dict()
         # and DDP see only children. Its buffers follow the logits' device on the first call.
         object.__setattr__(self, "_perceptual_loss", self._build_core(settings))

@@ -89,7 +89,7 @@ class _MMagicPerceptualLoss(nn.Module):
         self.validate_args = bool(validate_args)
         self._checked = False
         # The core returns per-sample values; mmagic's reduction and sample_wise are applied here.
-        self.core = self.core_cls(reduction="none", **{**defaults, **core_kwargs})
+        self.core = self.core_cls(reduction="none", validate_args=self.validate_args, **{**defaults, **core_kwargs})
 
     @property
     def loss_name(self) -> str:

@@ -79,7 +79,9 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
         self.validate_args = validate_args
         # The core returns one value per ROI; the reduction over ROIs and loss_weight are applied here.
-        self.core = self.core_cls(reduction="none", **{**defaults, **core_kwargs})
+        # value checks of the core read tensors on the host: only when asked for explicitly
+        self.core = self.core_cls(reduction="none", validate_args=bool(validate_args),
+                                  **{**defaults, **core_kwargs})
 
     @property
     def loss_name(self) -> str:

@@ -105,6 +105,7 @@ def pytest_terminal_summary(terminalreporter):
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_D2_OUTCOMES.items()))
         terminalreporter.write_line(f"detectron2 tests: {counts}")
 
+
 @pytest.fixture
 def host_reads(monkeypatch):
     """A list that records every read of a tensor value on the host (``bool(t)``, ``t.item()``,

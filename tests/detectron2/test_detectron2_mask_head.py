@@ -156,7 +156,7 @@ def test_yaml_keys_reach_the_head():
     head = ROI_MASK_HEAD_REGISTRY.get(cfg.MODEL.ROI_MASK_HEAD.NAME)(cfg, SHAPE)
     assert isinstance(head, MaskRCNNConvUpsampleHeadWithPatchMMD)
     assert head.perceptual_weight == 0.25
-    assert head.perceptual_loss.patch_size == 5 and head.perceptual_loss.seed == 3
+    assert head.perceptual_loss.spec.patch_size == 5 and head.perceptual_loss.seed == 3
     # without add_randperc_config the head builds with the defaults
     plain = get_cfg()
     plain.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHeadWithGPL"
