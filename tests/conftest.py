@@ -14,6 +14,9 @@ import torch
 HOST_READS = ("__bool__", "item", "__int__", "__float__", "__index__", "tolist", "numpy")
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+# Configs, hooks and scripts that tests hand to the tools: modules, but no tests and no doctests (some
+# import what only the tools' processes can, such as tools/train_net.py).
+collect_ignore_glob = ["*/data/*"]
 REPO = os.path.dirname(TESTS)
 # The framework-free tier (`make test-core`, in an environment with torch and the test extras only):
 # folders and files of the repository whose tests import torch and the core, never a training
@@ -63,8 +66,8 @@ def pytest_collection_modifyitems(config, items):
 def run_tool():
     """Run a command of ``tools/`` from the repository root as a user would, and return its output.
 
-    This environment's python comes first on PATH (the shell scripts call ``python``), the checkout and
-    ``pythonpath`` on PYTHONPATH, one OpenMP thread per process; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is
+    This environment's python comes first on PATH (the shell scripts call ``python``), the checkout,
+    tests/ (for test-only hooks) and ``pythonpath`` on PYTHONPATH, one OpenMP thread per process; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is
     unset, since the tools must load checkpoints without it. A failed command fails the test with the
     tail of its output.
     """
@@ -72,7 +75,7 @@ def run_tool():
         env = dict(os.environ)
         env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-        env["PYTHONPATH"] = os.pathsep.join([REPO, *pythonpath, env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([REPO, TESTS, *pythonpath, env.get("PYTHONPATH", "")])
         env["OMP_NUM_THREADS"] = "1"
         env.update(extra_env)
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -49,7 +49,7 @@ def _baseline_model():
 def test_two_process_cpu_training_validates_resumes_and_loads_into_the_baseline(tmp_path, data_root, run_tool,
                                                                                 free_port):
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
-                  "\ncustom_hooks = [dict(type='sr_loss_weights_probe.SRLossWeightsProbe')]")
+                  "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe', match='pixel_loss.')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
     run_tool(dist + _data_options(data_root), pythonpath=[HERE], PORT=str(free_port()))
@@ -57,7 +57,7 @@ def test_two_process_cpu_training_validates_resumes_and_loads_into_the_baseline(
     assert len(metrics) == 1 and metrics[0]["PSNR"] > 0 and 0 < metrics[0]["SSIM"] <= 1
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"sr_loss_weights_rank{r}.txt")).read() for r in (0, 1)]
+    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
     assert ranks[0] == ranks[1] and "pixel_loss.perceptual" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)

@@ -57,7 +57,7 @@ def _baseline_model():
 def test_two_process_cpu_training_with_coco_metric_loads_into_the_baseline(tmp_path, data_root, run_tool,
                                                                            free_port):
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
-                  "\ncustom_hooks = [dict(type='loss_weights_probe.MaskLossWeightsProbe')]")
+                  "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe', match='loss_mask')]")
     work_dir = str(tmp_path / "work")
     run_tool(["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir] + _data_options(data_root),
              pythonpath=[HERE], PORT=str(free_port()))
@@ -74,7 +74,7 @@ def test_two_process_cpu_training_with_coco_metric_loads_into_the_baseline(tmp_p
         assert 0.0 <= metrics[0][key] <= 1.0, key
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"mask_loss_weights_rank{r}.txt")).read() for r in (0, 1)]
+    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
     assert ranks[0] == ranks[1] and "loss_mask" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)

@@ -56,14 +56,14 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
     cfg = _config(tmp_path, "toy_gpl", GPL_LINE.format(extra="") +
                   "\nmodel.update(auxiliary_head=dict(loss_decode=dict("
                   "type='randperc_plugins.mmseg.AddPatchMMDLoss')))"
-                  "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe')]")
+                  "\ncustom_hooks = [dict(type='loss_weights_probe.LossWeightsProbe', match='loss_decode')]")
     work_dir = str(tmp_path / "work")
     dist = ["bash", "tools/dist_train.sh", cfg, "2", "--work-dir", work_dir]
     log = run_tool(dist + _data_options(data_root), pythonpath=[HERE], PORT=str(free_port()))
     assert "mIoU" in log  # the validation at the last iteration ran
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}_iter0.txt")).read() for r in (0, 1)]
+    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
     assert ranks[0] == ranks[1] and "loss_decode" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)

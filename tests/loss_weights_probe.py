@@ -1,5 +1,6 @@
-"""A test-only mmengine hook: after the first iteration, each rank writes a hash of every buffer that
-belongs to a mask loss, so a test can compare the random loss networks across ranks."""
+"""A test-only mmengine hook: after the first iteration, each rank writes a hash of every buffer of the
+model whose name contains ``match`` (the loss holding the random network), so that a test can compare
+the loss networks across ranks: ``loss_weights_rank{rank}.txt`` in the work dir."""
 import hashlib
 import os
 
@@ -8,16 +9,18 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 
-class MaskLossWeightsProbe(Hook):
+class LossWeightsProbe(Hook):
+    def __init__(self, match: str) -> None:
+        self.match = match
+
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if runner.iter != 0:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         lines = []
         for name, buf in sorted(model.named_buffers()):
-            if "loss_mask" in name:
+            if self.match in name:
                 digest = hashlib.sha256(buf.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
                 lines.append(f"{name} {tuple(buf.shape)} {digest}")
-        path = os.path.join(runner.work_dir, f"mask_loss_weights_rank{get_rank()}.txt")
-        with open(path, "w") as f:
+        with open(os.path.join(runner.work_dir, f"loss_weights_rank{get_rank()}.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
