@@ -3,8 +3,8 @@ the frameworks' own runners, compare them with ``tools/compare.py``'s code, and 
 
     python tools/demo.py [--quick | --long] [--out demo_report] [--seeds N] [--iters N] [--parallel 2]
 
-Stages: (1) super-resolution through MMagic (not written yet: it needs the MMagic adapter and its
-dataset writer; the demo says so and goes on); (2) segmentation through MMSegmentation on procedurally drawn
+Stages: (1) super-resolution through MMagic on scikit-image's photographs, a small EDSR x2 trained with
+L1 against L1 + each loss; (2) segmentation through MMSegmentation on procedurally drawn
 scenes with thin structures, cross-entropy against cross-entropy + each loss; (3) the comparison:
 tables, curves and a side-by-side picture per task, into ``--out``. Every arm trains with the same
 seeds, data and iterations.
@@ -19,14 +19,23 @@ from ..compare import load_arms, write_report
 from ..compare.report import summary_lines
 from . import segmentation, super_resolution
 
-# seeds, iterations, validation interval, training / validation images
+# per stage: seeds, iterations, validation interval (and the segmentation's training / validation scenes)
 PRESETS = {
-    "quick": segmentation.SegSettings(seeds=2, iters=20, val_interval=10, num_train=16, num_val=4,
-                                      log_interval=5),
+    "quick": dict(
+        super_resolution=super_resolution.SRSettings(seeds=2, iters=10, val_interval=5, log_interval=5),
+        segmentation=segmentation.SegSettings(seeds=2, iters=20, val_interval=10, num_train=16, num_val=4,
+                                              log_interval=5)),
     # `make demo`: fits 15 minutes on 2 shared cores (measured: see the README's demo section)
-    "default": segmentation.SegSettings(seeds=2, iters=100, val_interval=50, num_train=64, num_val=16),
+    "default": dict(
+        super_resolution=super_resolution.SRSettings(seeds=2, iters=300, val_interval=100, log_interval=20),
+        segmentation=segmentation.SegSettings(seeds=2, iters=100, val_interval=50, num_train=64,
+                                              num_val=16)),
     # enough seeds for Welch's t-interval (3 or more per arm)
-    "long": segmentation.SegSettings(seeds=4, iters=300, val_interval=100, num_train=128, num_val=32),
+    "long": dict(
+        super_resolution=super_resolution.SRSettings(seeds=4, iters=1000, val_interval=250, width=32,
+                                                     log_interval=50),
+        segmentation=segmentation.SegSettings(seeds=4, iters=300, val_interval=100, num_train=128,
+                                              num_val=32)),
 }
 
 
@@ -34,14 +43,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Offline demo: baseline against each loss, through the "
                                                  "frameworks' own runners, compared with tools/compare.py")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="2 seeds x 20 iterations: checks the pipeline, "
-                                                          "too short to learn the thin classes")
-    size.add_argument("--long", action="store_true", help="4 seeds x 300 iterations on 128 scenes (Welch "
-                                                         "intervals); default: 2 seeds x 100 iterations")
+    size.add_argument("--quick", action="store_true", help="2 seeds x 10 (SR) / 20 (segmentation) "
+                                                          "iterations: checks the pipeline, learns nothing")
+    size.add_argument("--long", action="store_true", help="4 seeds x 1000 (SR) / 300 (segmentation) "
+                                                         "iterations (Welch intervals); default: 2 seeds "
+                                                         "x 300 / 100 iterations")
     parser.add_argument("--out", default="demo_report", help="report folder (default: demo_report)")
     parser.add_argument("--work-dir", help="where runs are trained (default: OUT/runs)")
     parser.add_argument("--seeds", type=int, help="seeds per arm (at least 2), overrides the preset")
-    parser.add_argument("--iters", type=int, help="training iterations per run, overrides the preset")
+    parser.add_argument("--iters", type=int, help="training iterations per run of every stage, overrides "
+                                                  "the preset")
     parser.add_argument("--parallel", type=int, default=2, help="training processes at a time (default 2)")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 2:
@@ -52,21 +63,31 @@ def parse_args(argv=None):
     return args
 
 
-def _settings(args) -> segmentation.SegSettings:
+def _settings(args) -> dict:
+    """The preset's settings of each stage, with ``--seeds`` / ``--iters`` applied."""
     preset = PRESETS["quick" if args.quick else "long" if args.long else "default"]
-    settings = segmentation.SegSettings(**vars(preset))
-    if args.seeds is not None:
-        settings.seeds = args.seeds
-    if args.iters is not None:
-        settings.iters = args.iters
-        settings.val_interval = max(1, min(settings.val_interval, args.iters // 2))
-        settings.log_interval = max(1, min(settings.log_interval, args.iters // 4))
-    return settings
+    stages = {}
+    for stage, defaults in preset.items():
+        settings = type(defaults)(**vars(defaults))
+        if args.seeds is not None:
+            settings.seeds = args.seeds
+        if args.iters is not None:
+            settings.iters = args.iters
+            settings.val_interval = max(1, min(settings.val_interval, args.iters // 2))
+            settings.log_interval = max(1, min(settings.log_interval, args.iters // 4))
+        stages[stage] = settings
+    return stages
+
+
+def _compare(work_root: str, work_dirs: dict, out: str) -> tuple:
+    arms = load_arms([os.path.join(work_root, arm) for arm in work_dirs], progress=False)
+    return arms, write_report(arms, out)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    settings = _settings(args)
+    stages = _settings(args)
+    sr_settings, settings = stages["super_resolution"], stages["segmentation"]
     work = args.work_dir or os.path.join(args.out, "runs")
     os.makedirs(args.out, exist_ok=True)
     start, load_start = time.perf_counter(), os.getloadavg()[0]
@@ -76,10 +97,13 @@ def main(argv=None) -> dict:
         print(line, flush=True)
         stage_lines.append(line)
 
-    missing = super_resolution.missing_modules()
-    say(f"[1/3] super-resolution (MMagic): skipped: needs {' and '.join(missing)} (the MMagic adapter and "
-        f"its SR dataset writer), which this checkout lacks" if missing else
-        "[1/3] super-resolution (MMagic): skipped: this version of the demo has no SR stage yet")
+    t0 = time.perf_counter()
+    sr_root = os.path.join(work, "super_resolution")
+    sr_dirs = super_resolution.run(sr_root, sr_settings, args.parallel)
+    say(f"[1/3] super-resolution (MMagic): {len(sr_dirs)} arms x {sr_settings.seeds} seeds, EDSR x2 "
+        f"({sr_settings.width} channels, {sr_settings.blocks} blocks), {sr_settings.iters} iterations each "
+        f"of {sr_settings.batch_size} {sr_settings.gt_patch}x{sr_settings.gt_patch} crops, validated on "
+        f"'{super_resolution.PHOTOS[-1]}', trained in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
     work_dirs = segmentation.run(os.path.join(work, "segmentation"), settings, args.parallel)
@@ -88,15 +112,21 @@ def main(argv=None) -> dict:
         f"scenes of {settings.size}x{settings.size}, trained in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
+    sr_out = os.path.join(args.out, "super_resolution")
+    sr_arms, sr_result = _compare(sr_root, sr_dirs, sr_out)
+    sr_picture = super_resolution.side_by_side(sr_dirs, os.path.join(sr_root, "data"),
+                                               os.path.join(sr_out, "samples.png"))
     seg_out = os.path.join(args.out, "segmentation")
-    arms = load_arms([os.path.join(work, "segmentation", arm) for arm in work_dirs], progress=False)
-    result = write_report(arms, seg_out)
+    arms, result = _compare(os.path.join(work, "segmentation"), work_dirs, seg_out)
     picture = segmentation.side_by_side(work_dirs, os.path.join(work, "segmentation", "data"),
                                         os.path.join(seg_out, "samples.png"))
-    say(f"[3/3] comparison: {seg_out}/compare.md, metrics.csv, per_class_iou.csv, "
+    say(f"[3/3] comparison: {sr_out}/compare.md, metrics.csv, {len(sr_result['curves'])} curves, "
+        f"{os.path.basename(sr_picture)}; {seg_out}/compare.md, metrics.csv, per_class_iou.csv, "
         f"{len(result['curves'])} curves, {os.path.basename(picture)} ({time.perf_counter() - t0:.0f} s)")
 
-    findings = [line for line in summary_lines(result["rows"]) if " final mIoU " in line]
+    findings = [line for line in summary_lines(sr_result["rows"]) if " final PSNR " in line
+                or " final SSIM " in line]
+    findings += [line for line in summary_lines(result["rows"]) if " final mIoU " in line]
     for r in result["class_rows"]:
         if r["cls"] in ("line", "blob"):
             findings.append(f"{r['arm']} vs {arms[0].name}: final IoU of class '{r['cls']}' "
@@ -114,6 +144,9 @@ def main(argv=None) -> dict:
         f.write("# randperc_plugins demo report\n\n" + "\n".join(f"- {line}" for line in stage_lines)
                 + "\n\n## Findings (95% intervals over seeds; \"not significant\" when they contain 0)\n\n"
                 + "\n".join(f"- {line}" for line in findings)
-                + f"\n\n{timing}.\n\nSegmentation: [tables](segmentation/compare.md), "
-                  f"[side-by-side samples](segmentation/samples.png), curves in `segmentation/curves/`.\n")
-    return dict(result=result, findings=findings, stage_lines=stage_lines, picture=picture, elapsed=elapsed)
+                + f"\n\n{timing}.\n\n"
+                + "".join(f"{title}: [tables]({folder}/compare.md), [side-by-side samples]({folder}/samples.png), "
+                          f"curves in `{folder}/curves/`.\n" for title, folder in
+                          (("Super-resolution", "super_resolution"), ("Segmentation", "segmentation"))))
+    return dict(result=result, sr_result=sr_result, findings=findings, stage_lines=stage_lines,
+                picture=picture, sr_picture=sr_picture, elapsed=elapsed)

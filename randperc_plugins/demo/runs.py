@@ -7,7 +7,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -20,6 +20,35 @@ class TrainJob:
     config: str
     work_dir: str
     options: Sequence[str]  # --cfg-options key=value ...
+
+
+def write_arm_configs(root: str, stem: str, base_text: str, arms: Mapping[str, str]) -> Dict[str, str]:
+    """Write ``{stem}_base.py`` (``base_text``) and, per arm, ``{stem}_{arm}.py``: the base plus the arm's
+    one line; return ``{arm: path}``."""
+    os.makedirs(root, exist_ok=True)
+    base = os.path.join(root, f"{stem}_base.py")
+    with open(base, "w") as f:
+        f.write(base_text)
+    configs = {}
+    for arm, line in arms.items():
+        path = os.path.join(root, f"{stem}_{arm.replace('+', '_')}.py")
+        with open(path, "w") as f:
+            f.write(f"_base_ = {os.path.basename(base)!r}\n{line}\n")
+        configs[arm] = path
+    return configs
+
+
+def seeded_jobs(work_root: str, configs: Mapping[str, str], seeds: int,
+                options: Sequence[str]) -> Tuple[List["TrainJob"], Dict[str, List[str]]]:
+    """One job per seed and arm, into ``work_root/{arm}/seed{n}`` with ``options`` and the seed; return
+    the jobs and the work dirs per arm."""
+    jobs, work_dirs = [], {}
+    for seed in range(seeds):  # seed-major, so that an interrupted demo has every arm's seed 0
+        for arm, config in configs.items():
+            work_dir = os.path.join(work_root, arm, f"seed{seed}")
+            work_dirs.setdefault(arm, []).append(work_dir)
+            jobs.append(TrainJob(config, work_dir, [*options, f"randomness.seed={seed}"]))
+    return jobs, work_dirs
 
 
 def _run(job: TrainJob) -> float:

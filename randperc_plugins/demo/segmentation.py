@@ -9,7 +9,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
-from .runs import TrainJob, train_all
+from .runs import seeded_jobs, train_all, write_arm_configs
 
 # A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
 # root, iterations and seed come from --cfg-options.
@@ -90,18 +90,9 @@ class SegSettings:
 
 def write_configs(root: str, size: int) -> Dict[str, str]:
     """Write the baseline config and one config per loss (baseline + one line) into ``root``."""
-    os.makedirs(root, exist_ok=True)
-    base = os.path.join(root, "fcn_thin_scenes_base.py")
-    with open(base, "w") as f:
-        f.write(MODEL_CONFIG.format(size=size, num_classes=len(THIN_SCENE_CLASSES),
-                                    classes=THIN_SCENE_CLASSES, palette=[list(c) for c in THIN_SCENE_PALETTE]))
-    configs = {}
-    for arm, line in ARMS.items():
-        path = os.path.join(root, f"fcn_thin_scenes_{arm.replace('+', '_')}.py")
-        with open(path, "w") as f:
-            f.write(f"_base_ = {os.path.basename(base)!r}\n{line}\n")
-        configs[arm] = path
-    return configs
+    return write_arm_configs(root, "fcn_thin_scenes", MODEL_CONFIG.format(
+        size=size, num_classes=len(THIN_SCENE_CLASSES), classes=THIN_SCENE_CLASSES,
+        palette=[list(c) for c in THIN_SCENE_PALETTE]), ARMS)
 
 
 def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[str]]:
@@ -109,18 +100,11 @@ def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[
     data = make_thin_scenes_dataset(os.path.join(work_root, "data"), settings.num_train, settings.num_val,
                                     settings.size)
     configs = write_configs(os.path.join(work_root, "configs"), settings.size)
-    jobs, work_dirs = [], {}
-    for seed in range(settings.seeds):  # seed-major, so that an interrupted demo has every arm's seed 0
-        for arm, config in configs.items():
-            work_dir = os.path.join(work_root, arm, f"seed{seed}")
-            work_dirs.setdefault(arm, []).append(work_dir)
-            jobs.append(TrainJob(config, work_dir, [
-                f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
-                f"randomness.seed={seed}", f"train_cfg.max_iters={settings.iters}",
-                f"train_cfg.val_interval={settings.val_interval}",
-                f"param_scheduler.0.end={settings.iters}",
-                f"default_hooks.checkpoint.interval={settings.iters}",
-                f"default_hooks.logger.interval={settings.log_interval}"]))
+    jobs, work_dirs = seeded_jobs(work_root, configs, settings.seeds, [
+        f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
+        f"train_cfg.max_iters={settings.iters}", f"train_cfg.val_interval={settings.val_interval}",
+        f"param_scheduler.0.end={settings.iters}", f"default_hooks.checkpoint.interval={settings.iters}",
+        f"default_hooks.logger.interval={settings.log_interval}"])
     train_all(jobs, parallel, desc="segmentation runs")
     return work_dirs
 
