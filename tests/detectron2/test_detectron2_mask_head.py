@@ -16,6 +16,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 from randperc_plugins.detectron2 import (MaskRCNNConvUpsampleHeadWithGPL,  # noqa: E402
                                          MaskRCNNConvUpsampleHeadWithPatchMMD, add_randperc_config)
 from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss  # noqa: E402
+from randperc_plugins.losses.tasks import task_defaults  # noqa: E402
 
 HEADS = {"gpl": MaskRCNNConvUpsampleHeadWithGPL, "patch_mmd": MaskRCNNConvUpsampleHeadWithPatchMMD}
 CORES = {"gpl": RandomCNNPerceptualLoss, "patch_mmd": PatchMMDLoss}
@@ -161,7 +162,8 @@ def test_yaml_keys_reach_the_head():
     plain = get_cfg()
     plain.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHeadWithGPL"
     head = ROI_MASK_HEAD_REGISTRY.get(plain.MODEL.ROI_MASK_HEAD.NAME)(plain, SHAPE)
-    assert head.perceptual_weight == 1.0 and head.perceptual_loss.seed == 0
+    default_weight = task_defaults("instance_masks", "random_cnn").get("loss_weight", 1.0)
+    assert head.perceptual_weight == default_weight and head.perceptual_loss.seed == 0
 
 
 def test_add_randperc_config_rejects_a_non_cfgnode():

@@ -1,7 +1,6 @@
 """The benchmark scripts run end to end on tiny shapes and report what their tables promise."""
 import math
 
-import pytest
 import torch
 
 from randperc_plugins.benchmarks import patch_mmd as bench_patch_mmd
@@ -38,46 +37,3 @@ def test_bench_patch_mmd_tables_on_tiny_shapes(monkeypatch):
     for r in sr[1:]:
         # the MMD's error is about half the MMD²'s; both are averages over draws, not 0
         assert 0 < r["mmd_rel_err"] < r["rel_err"] and r["loss_rel_err"] >= 0
-
-
-@pytest.mark.slow
-def test_bench_mmdet_step_on_a_tiny_shape():
-    pytest.importorskip("mmdet")
-    from randperc_plugins.benchmarks import mmdet_step
-
-    rows = mmdet_step.run(torch.device("cpu"), (64, 96), batch=1, repeat=1)
-    assert [r["variant"] for r in rows] == list(mmdet_step.VARIANTS)
-    assert rows[0]["ratio to baseline"] == 1.0
-    for r in rows:
-        assert r["positive ROIs"] > 0 and r["step s"] > 0 and math.isfinite(r["ratio to baseline"])
-
-
-@pytest.mark.slow  # four EDSR models and a VGG-19: minutes on 2 shared cores
-def test_bench_mmagic_step_on_a_tiny_shape():
-    pytest.importorskip("mmagic")
-    from randperc_plugins.benchmarks import mmagic_step
-
-    rows = mmagic_step.run(torch.device("cpu"), lq_size=8, batch=1, scale=2, repeat=1)
-    loss_rows = [r for r in rows if r.get("table") == "loss"]
-    rows = [r for r in rows if "table" not in r]
-    assert [r["variant"] for r in loss_rows] == list(mmagic_step.VARIANTS)
-    assert loss_rows[-1]["ratio to L1 + VGG"] == 1 and all(r["loss s"] > 0 for r in loss_rows)
-    names = [r["variant"] for r in rows]
-    assert names == list(mmagic_step.VARIANTS)
-    assert rows[0]["ratio to baseline"] == 1 and rows[0]["added cost / VGG's"] is None
-    for r in rows:
-        assert r["step s"] > 0 and math.isfinite(r["ratio to baseline"])
-    for r in rows[1:3]:
-        assert math.isfinite(r["added cost / VGG's"])
-
-
-def test_vgg_variant_adds_mmagic_perceptual_term():
-    pytest.importorskip("mmagic")
-    from randperc_plugins.benchmarks import mmagic_step
-    from randperc_plugins.benchmarks.random_cnn import _vgg_perceptual_loss
-
-    l1 = torch.nn.L1Loss()
-    vgg = _vgg_perceptual_loss(torch.device("cpu"))
-    pred, gt = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
-    both = mmagic_step._L1PlusPerceptual(l1, vgg)(pred, gt)
-    assert torch.allclose(both, l1(pred, gt) + vgg(pred, gt)[0])
