@@ -34,3 +34,11 @@ def test_vgg_variant_adds_mmagic_perceptual_term():
     pred, gt = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     both = mmagic_step._L1PlusPerceptual(l1, vgg)(pred, gt)
     assert torch.allclose(both, l1(pred, gt) + vgg(pred, gt)[0])
+
+
+def test_random_cnn_benchmark_times_the_edsr_step():
+    pytest.importorskip("mmagic")
+    from randperc_plugins.benchmarks import random_cnn
+
+    seconds = random_cnn._edsr_step_time(48, 1, torch.device("cpu"), quick=True)
+    assert seconds is not None and math.isfinite(seconds) and seconds > 0
