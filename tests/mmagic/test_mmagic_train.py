@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from mmagic.registry import MODELS  # noqa: E402
 
 from randperc_plugins.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
-from train_runs import logged_scalars, write_config  # noqa: E402
+from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOY_CONFIG = os.path.join(HERE, "data", "toy_edsr.py")
@@ -57,7 +57,7 @@ def test_two_process_cpu_training_validates_resumes_and_loads_into_the_baseline(
     assert len(metrics) == 1 and metrics[0]["PSNR"] > 0 and 0 < metrics[0]["SSIM"] <= 1
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
+    ranks = loss_weights_on_ranks(work_dir)
     assert ranks[0] == ranks[1] and "pixel_loss.perceptual" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)

@@ -1,8 +1,6 @@
 """Training a small Mask R-CNN through tools/train.py and tools/dist_train.sh on the toy COCO dataset: 2 CPU
 processes on gloo with CocoMetric (bbox and segm AP), the same loss network on every rank, baseline
 checkpoint compatibility, and a zero loss weight that reproduces the baseline exactly."""
-import glob
-import json
 import os
 import sys
 
@@ -16,6 +14,7 @@ from mmdet.registry import MODELS  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
 from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
+from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOY_CONFIG = os.path.join(HERE, "data", "toy_mask_rcnn.py")
@@ -29,9 +28,7 @@ def data_root(tmp_path_factory):
 
 
 def _config(tmp_path, name, body):
-    path = tmp_path / f"{name}.py"
-    path.write_text(f"_base_ = {TOY_CONFIG!r}\n{body}\n")
-    return str(path)
+    return write_config(tmp_path, TOY_CONFIG, name, body)
 
 
 def _data_options(root):
@@ -42,10 +39,8 @@ def _data_options(root):
 
 
 def _scalars(work_dir):
-    path = sorted(glob.glob(os.path.join(work_dir, "*", "vis_data", "scalars.json")))[-1]
-    with open(path) as f:
-        rows = [json.loads(line) for line in f]
-    return [r for r in rows if '"loss"' in json.dumps(r)], [r for r in rows if "coco/segm_mAP" in r]
+    rows = logged_scalars(work_dir)
+    return [r for r in rows if "loss" in r], [r for r in rows if "coco/segm_mAP" in r]
 
 
 def _baseline_model():
@@ -74,7 +69,7 @@ def test_two_process_cpu_training_with_coco_metric_loads_into_the_baseline(tmp_p
         assert 0.0 <= metrics[0][key] <= 1.0, key
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
+    ranks = loss_weights_on_ranks(work_dir)
     assert ranks[0] == ranks[1] and "loss_mask" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)

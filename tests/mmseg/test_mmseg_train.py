@@ -1,7 +1,5 @@
 """Training through tools/train.py and tools/dist_train.sh: 2 CPU processes on gloo, resume, baseline
 checkpoint compatibility, and a zero loss weight that reproduces the baseline exactly."""
-import glob
-import json
 import os
 import sys
 
@@ -14,6 +12,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 from randperc_plugins.datasets.seg_scenes import make_seg_dataset  # noqa: E402
+from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -28,9 +27,7 @@ def data_root(tmp_path_factory):
 
 
 def _config(tmp_path, name, body):
-    path = tmp_path / f"{name}.py"
-    path.write_text(f"_base_ = {TOY_CONFIG!r}\n{body}\n")
-    return str(path)
+    return write_config(tmp_path, TOY_CONFIG, name, body)
 
 
 def _data_options(root):
@@ -40,9 +37,7 @@ def _data_options(root):
 
 def _scalars(work_dir):
     """Logged training scalars of the latest run in ``work_dir`` (one run per timestamped folder)."""
-    path = sorted(glob.glob(os.path.join(work_dir, "*", "vis_data", "scalars.json")))[-1]
-    with open(path) as f:
-        return [json.loads(line) for line in f if '"loss"' in line]
+    return [row for row in logged_scalars(work_dir) if "loss" in row]
 
 
 def _baseline_model():
@@ -63,7 +58,7 @@ def test_two_process_cpu_training_resumes_and_loads_into_the_baseline(tmp_path, 
     assert "mIoU" in log  # the validation at the last iteration ran
 
     # The random loss network is the same on both ranks (compared, not assumed).
-    ranks = [open(os.path.join(work_dir, f"loss_weights_rank{r}.txt")).read() for r in (0, 1)]
+    ranks = loss_weights_on_ranks(work_dir)
     assert ranks[0] == ranks[1] and "loss_decode" in ranks[0]
 
     ckpt = torch.load(os.path.join(work_dir, "iter_4.pth"), map_location="cpu", weights_only=False)
