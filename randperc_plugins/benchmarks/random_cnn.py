@@ -21,22 +21,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .common import format_table, mib, peak_memory_call, time_call
+from .common import format_table, mib, peak_memory_call, time_in_turns
 
-from ..losses.random_cnn import (DEFAULT_MAX_SIZE,
-                                                RandomCNNPerceptualLoss)
+from ..losses.random_cnn import DEFAULT_MAX_SIZE, RandomCNNPerceptualLoss
 
 COLUMNS = ["case", "shape", "setting", "loss s", "loss peak MiB", "model step s", "ratio to step",
            "VGG loss s", "ratio to VGG"]
-
-
-def _timing(fn: Callable[[], object], device: torch.device, quick: bool) -> Tuple[float, Optional[int]]:
-    seconds = time_call(fn, device, warmup=1, repeat=1 if quick else 3)
-    return seconds, peak_memory_call(fn, device)
 
 
 def _seg_inputs(n, c, h, w, device):
@@ -86,7 +80,7 @@ def _patched(obj, name, value):
         setattr(obj, name, old)
 
 
-def _vgg_time(vgg, shape, device, quick):
+def _vgg_step(vgg, shape, device) -> Optional[Callable[[], object]]:
     if vgg is None:
         return None
     n, _, h, w = shape
@@ -95,10 +89,10 @@ def _vgg_time(vgg, shape, device, quick):
     def step():
         pred.grad = None
         vgg(pred, target)[0].backward()
-    return time_call(step, device, warmup=1, repeat=1 if quick else 3)
+    return step
 
 
-def _pspnet_step_time(size, batch, device, quick) -> Optional[float]:
+def _pspnet_step(size, batch, device) -> Optional[Callable[[], object]]:
     try:
         import mmseg  # noqa: F401
     except ImportError:  # the framework is not installed: no step to compare with
@@ -106,14 +100,12 @@ def _pspnet_step_time(size, batch, device, quick) -> Optional[float]:
     from ..utils import framework_models as fm
 
     model = fm.build_pspnet_r50(size=size).to(device)
-    data = fm.seg_batch(model, size=size, batch=batch)
-    data = fm.to_device(data, device)
+    data = fm.to_device(fm.seg_batch(model, size=size, batch=batch), device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    return time_call(lambda: fm.train_step(model, data, optimizer), device, warmup=1,
-                     repeat=1 if quick else 3)
+    return lambda: fm.train_step(model, data, optimizer)
 
 
-def _edsr_step_time(gt_size, batch, device, quick) -> Optional[float]:
+def _edsr_step(gt_size, batch, device) -> Optional[Callable[[], object]]:
     try:
         import mmagic  # noqa: F401
     except ImportError:  # the framework is not installed: no step to compare with
@@ -126,48 +118,60 @@ def _edsr_step_time(gt_size, batch, device, quick) -> Optional[float]:
     samples = [s.to(device) for s in samples] if isinstance(samples, list) else samples.to(device)
     data = {"inputs": data["inputs"].to(device), "data_samples": samples}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    return time_call(lambda: fm.train_step(model, data, optimizer), device, warmup=1,
-                     repeat=1 if quick else 3)
+    return lambda: fm.train_step(model, data, optimizer)
 
 
 def _ratio(a, b):
     return None if a is None or b is None else a / b
 
 
-def run(device: torch.device, quick: bool) -> List[Dict[str, object]]:
+def _case_rows(case: str, shape, losses: Dict[str, Callable[[], object]],
+               step: Optional[Callable[[], object]], vgg: Optional[Callable[[], object]],
+               device: torch.device, repeat: int) -> List[Dict[str, object]]:
+    """Time the losses, the model step and the VGG loss of one case in turn (a, b, c, a, b, c, ...),
+    so that a change in the machine's load affects them alike; median of ``repeat`` turns each."""
+    fns = dict(losses)
+    if step is not None:
+        fns["step"] = step
+    if vgg is not None:
+        fns["vgg"] = vgg
+    for fn in fns.values():
+        fn()  # warm-up
+    seconds = time_in_turns(fns, device, repeat)
+    step_s, vgg_s = seconds.get("step"), seconds.get("vgg")
+    rows = []
+    for label, fn in losses.items():
+        rows.append({"case": case, "shape": "x".join(map(str, shape)), "setting": label,
+                     "loss s": seconds[label], "loss peak MiB": mib(peak_memory_call(fn, device)),
+                     "model step s": step_s, "ratio to step": _ratio(seconds[label], step_s),
+                     "VGG loss s": vgg_s, "ratio to VGG": _ratio(seconds[label], vgg_s)})
+    return rows
+
+
+def run(device: torch.device, quick: bool, repeat: Optional[int] = None) -> List[Dict[str, object]]:
     """Rows (dicts keyed by :data:`COLUMNS`) for a Markdown table."""
+    repeat = repeat if repeat is not None else (1 if quick else 3)
     seg = (2, 19, 256, 512) if quick else (2, 19, 512, 1024)
     sr_small = (4, 3, 96, 96) if quick else (16, 3, 96, 96)
     sr_large = (1, 3, 480, 480) if quick else (4, 3, 480, 480)
     settings = [(f"max_size={DEFAULT_MAX_SIZE} (default)", DEFAULT_MAX_SIZE), ("max_size=None", None)]
     vgg = _vgg_perceptual_loss(device)
-    rows: List[Dict[str, object]] = []
 
-    step = _pspnet_step_time(seg[2:], seg[0], device, quick)
-    vgg_s = _vgg_time(vgg, (seg[0], 3, *seg[2:]), device, quick)
     pred, target = _seg_inputs(*seg, device)
-    for label, max_size in settings:
-        loss_fn = RandomCNNPerceptualLoss(max_size=max_size).to(device)
-        seconds, peak = _timing(_loss_step(loss_fn, pred, target), device, quick)
-        rows.append({"case": "seg vs PSPNet-R50", "shape": "x".join(map(str, seg)), "setting": label,
-                     "loss s": seconds, "loss peak MiB": mib(peak), "model step s": step,
-                     "ratio to step": _ratio(seconds, step), "VGG loss s": vgg_s,
-                     "ratio to VGG": _ratio(seconds, vgg_s)})
-    del pred, target
+    losses = {label: _loss_step(RandomCNNPerceptualLoss(max_size=m).to(device), pred, target)
+              for label, m in settings}
+    rows = _case_rows("seg vs PSPNet-R50", seg, losses, _pspnet_step(seg[2:], seg[0], device),
+                      _vgg_step(vgg, (seg[0], 3, *seg[2:]), device), device, repeat)
+    del pred, target, losses
 
     for shape in (sr_small, sr_large):
-        step = _edsr_step_time(shape[2], shape[0], device, quick)
-        vgg_s = _vgg_time(vgg, shape, device, quick)
         pred, target = _sr_inputs(shape[0], shape[2], shape[3], device)
-        for label, max_size in settings:
-            if max_size is None and max(shape[2:]) <= (DEFAULT_MAX_SIZE or 0):
-                continue  # the same computation as the default
-            loss_fn = RandomCNNPerceptualLoss(max_size=max_size).to(device)
-            seconds, peak = _timing(_loss_step(loss_fn, pred, target), device, quick)
-            rows.append({"case": "SR vs EDSR x4", "shape": "x".join(map(str, shape)),
-                         "setting": label, "loss s": seconds, "loss peak MiB": mib(peak),
-                         "model step s": step, "ratio to step": _ratio(seconds, step),
-                         "VGG loss s": vgg_s, "ratio to VGG": _ratio(seconds, vgg_s)})
+        losses = {label: _loss_step(RandomCNNPerceptualLoss(max_size=m).to(device), pred, target)
+                  for label, m in settings
+                  # full resolution is the same computation as the default below max_size
+                  if not (m is None and max(shape[2:]) <= (DEFAULT_MAX_SIZE or 0))}
+        rows += _case_rows("SR vs EDSR x4", shape, losses, _edsr_step(shape[2], shape[0], device),
+                           _vgg_step(vgg, shape, device), device, repeat)
     return rows
 
 
@@ -179,6 +183,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (torch.set_num_threads); 1 gives stable ratios on a shared "
                              "machine, where OpenMP threads wait on each other")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed repeats per case, median kept (default: 1 with quick shapes, else 3)")
     parser.add_argument("--full", action="store_true",
                         help="the training shapes even on a CPU (minutes per PSPNet step)")
     args = parser.parse_args(argv)
@@ -186,7 +192,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     quick = args.quick or (device.type == "cpu" and not args.full)
-    rows = run(device, quick)
+    rows = run(device, quick, args.repeat)
     print(f"Random-CNN perceptual loss, forward + backward, {device.type}, "
           f"{torch.get_num_threads()} threads{', quick shapes' if quick else ''}")
     print(format_table(rows, COLUMNS))

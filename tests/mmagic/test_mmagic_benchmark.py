@@ -40,5 +40,10 @@ def test_random_cnn_benchmark_times_the_edsr_step():
     pytest.importorskip("mmagic")
     from randperc_plugins.benchmarks import random_cnn
 
-    seconds = random_cnn._edsr_step_time(48, 1, torch.device("cpu"), quick=True)
+    cpu = torch.device("cpu")
+    step = random_cnn._edsr_step(48, 1, cpu)
+    assert step is not None
+    rows = random_cnn._case_rows("SR", (1, 3, 48, 48), {"no loss": lambda: None}, step, None, cpu, 1)
+    seconds = rows[0]["model step s"]
     assert seconds is not None and math.isfinite(seconds) and seconds > 0
+    assert rows[0]["ratio to step"] == rows[0]["loss s"] / seconds
