@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
+from random_cnn_reference import reference_distance as _reference
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
@@ -31,83 +32,6 @@ def _one_thread():
 
 def _rand(*shape, seed=0, dtype=torch.float64):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-# ----------------------------------------------------------------------------------------------
-# Independent float64 reference: the layer sequence rebuilt as a flat list, plain F calls
-# ----------------------------------------------------------------------------------------------
-def _reference(pred, target, weights, widths, layers, activation="relu", pooling="max",
-               kernel_size=3, mask=None, layer_weights=None, distance="l1", normalize=False,
-               max_size=None, loss_weight=1.0):
-    pred, target = pred.double(), target.double()
-    ws = [w.double() for w in weights]
-    n, _, h, w = pred.shape
-    if mask is not None:
-        mask = mask.double().reshape(n, 1, h, w)
-        pred = torch.where(mask > 0, pred, torch.zeros_like(pred))
-        target = torch.where(mask > 0, target, torch.zeros_like(target))
-    if max_size is not None and max(h, w) > max_size:
-        s = max_size / max(h, w)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
-        pred = F.adaptive_avg_pool2d(pred, size)
-        target = F.adaptive_avg_pool2d(target, size)
-        if mask is not None:
-            mask = F.adaptive_avg_pool2d(mask, size)
-    seq = []
-    for s, stage in enumerate(widths, 1):
-        for i in range(1, len(stage) + 1):
-            seq += [("conv", f"conv{s}_{i}"), ("act", f"relu{s}_{i}")]
-        if pooling != "none":
-            seq.append(("pool", f"pool{s}"))
-    acts = {"relu": torch.relu, "tanh": torch.tanh, "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
-            "identity": lambda t: t}
-
-    def run(x, m):
-        out, k = {}, 0
-        for kind, name in seq:
-            if kind == "conv":
-                if k == len(ws):
-                    break
-                x = F.conv2d(x, ws[k], padding=kernel_size // 2)
-                k += 1
-            elif kind == "act":
-                x = acts[activation](x)
-            else:
-                # 2x2 windows, the last one clipped on odd sizes (ceil mode)
-                hh, ww = x.shape[-2:]
-                x = F.pad(x, (0, ww % 2, 0, hh % 2), value=-float("inf") if pooling == "max" else 0.0)
-                if pooling == "max":
-                    x = F.max_pool2d(x, 2)
-                else:
-                    count = F.pad(torch.ones(1, 1, hh, ww, dtype=x.dtype), (0, ww % 2, 0, hh % 2))
-                    x = F.avg_pool2d(x, 2) / F.avg_pool2d(count, 2)
-                if m is not None:
-                    cm = F.pad(torch.ones(1, 1, hh, ww, dtype=m.dtype), (0, ww % 2, 0, hh % 2))
-                    m = F.avg_pool2d(F.pad(m, (0, ww % 2, 0, hh % 2)), 2) / F.avg_pool2d(cm, 2)
-            out[name] = (x, m)
-        return out
-
-    fx, fy = run(pred, mask), run(target, None)
-    lw = [1.0] * len(layers) if layer_weights is None else layer_weights
-    total = torch.zeros(n, dtype=torch.float64)
-    for name, lam in zip(layers, lw):
-        a, m = fx[name]
-        b = fy[name][0]
-        if normalize:
-            a = a / torch.sqrt((a ** 2).sum(1, keepdim=True) + 1e-10)
-            b = b / torch.sqrt((b ** 2).sum(1, keepdim=True) + 1e-10)
-        diff = a - b
-        if distance == "l1":
-            d = diff.abs()
-        elif distance == "mse":
-            d = diff ** 2
-        else:
-            d = torch.where(diff.abs() < 1, 0.5 * diff ** 2, diff.abs() - 0.5)
-        if m is None:
-            m = torch.ones(n, 1, *d.shape[-2:], dtype=d.dtype)
-        per = (d * m).sum((1, 2, 3)) / (m.sum((1, 2, 3)).clamp_min(1e-12) * d.shape[1])
-        total = total + lam * per
-    return loss_weight * total
 
 
 REF_CASES = [
