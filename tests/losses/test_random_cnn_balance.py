@@ -74,7 +74,10 @@ def test_init_gains_cached_deterministic_per_seed_and_rng_free():
     other = RandomCNNPerceptualLoss(3, **TINY, seed=1, balance="init").layer_gains
     assert not torch.equal(a, other)
     torch.testing.assert_close(a, other, rtol=0.5, atol=0)  # another draw: about the same scale
+    # the reference input comes from a local generator: the global RNG neither moves nor matters
     torch.set_rng_state(state)
+    fresh = random_cnn_layer_gains(spec, random_cnn_weights(spec, 3))
+    assert torch.equal(torch.get_rng_state(), state) and torch.equal(fresh, a)
     RandomCNNPerceptualLoss(3, **TINY, balance="target")(_rand(1, 3, 8, 8), _rand(1, 3, 8, 8, seed=1))
     RandomCNNPerceptualLoss(**TINY, balance="init", redraw=True)(_rand(1, 3, 8, 8), _rand(1, 3, 8, 8))
     assert torch.equal(torch.get_rng_state(), state)
