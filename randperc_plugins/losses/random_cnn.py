@@ -489,6 +489,31 @@ def random_cnn_distance(
     ``max_size``) and :math:`\lambda_l` the layer weights. Without
     ``weight`` it is the plain mean of :math:`d` over each layer's features.
 
+    Per-layer balance. Write :math:`T_l(a, b)` for the fraction above (layer :math:`l`'s term before
+    :math:`\lambda_l`). Under ``init='gpl'`` the deeper layers' features are orders of magnitude
+    smaller (``relu3_4``'s about 2,300x smaller than with Kaiming's initialisation), so their terms
+    are under 1% of the loss and of its gradient: the default loss is in effect a shallow one.
+    ``balance`` divides each term by a scale of its layer:
+
+    * ``'none'`` (default): :math:`T_l` as it is;
+    * ``'init'``: :math:`T_l / G_l`, with :math:`G_l` the layer's gain at initialisation
+      (:func:`random_cnn_layer_gains`: its term for a fixed noise input against zero, over that input's
+      own mean distance to zero). Computed once per ``(spec, C, seed, distance, normalize)`` from the
+      seeded network and cached (the module keeps it in a non-persistent buffer): no cost per call,
+      no host read. The terms are then in the units of the input;
+    * ``'target'``: :math:`T_l(x, y) / \big(T_l(y, 0) + \epsilon\, G_l\big)` per sample, with
+      :math:`T_l(y, 0)` the target features' mean distance to zero (with the same mask weights; the
+      target carries no gradient) and :math:`\epsilon = 10^{-3}`: a relative error per layer, which
+      does not change when both inputs are scaled (``'l1'``, ``'mse'``) and follows each sample's
+      content.
+
+    With ReLU (or leaky ReLU, or none), max or average pooling and no bias the network is positively
+    homogeneous, so both balances divide out any per-layer scale of the initialisation: ``'gpl'``
+    and ``'kaiming'`` then give the same loss. Either balance lifts every default layer to at least
+    a third of an equal share of the loss and of its gradient on the SR and segmentation inputs of
+    ``tools/layer_shares.py`` (README, "Layer shares"). A balance changes the loss's scale:
+    recalibrate ``loss_weight`` (``tools/calibrate_loss_weight.py ... --loss-options balance=init``).
+
     How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
     network (so they get exactly zero gradient, and look like the convolutions' zero padding); the
     weight itself is area-resized with the inputs and average-pooled wherever the features are
@@ -516,6 +541,10 @@ def random_cnn_distance(
         max_size: compute the loss on inputs area-resized so that the longer side is at most this
             many pixels (aspect ratio kept); ``None`` keeps the full resolution. Default
             :data:`DEFAULT_MAX_SIZE`.
+        balance: ``'none'`` (default), ``'init'`` or ``'target'``: the per-layer balance above.
+            With ``weights`` given, ``'init'`` and ``'target'`` compute the gains from them at every
+            call (a forward pass of the 96x96 reference input); with ``weights=None`` or in the module,
+            once.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
         validate_args: check the inputs' values (a finite ``target``, a finite non-negative
@@ -547,6 +576,12 @@ def random_cnn_distance(
         >>> d, terms = random_cnn_distance(pred, target, return_terms=True)
         >>> list(terms)
         ['relu1_2', 'relu2_2', 'relu3_4']
+        >>> _, plain = random_cnn_distance(pred, target, return_terms=True)
+        >>> _, balanced = random_cnn_distance(pred, target, balance="init", return_terms=True)
+        >>> bool((plain["relu3_4"] < plain["relu1_2"] / 100).all())  # 'gpl': relu3_4 barely counts
+        True
+        >>> bool((balanced["relu3_4"] > balanced["relu1_2"] / 3).all())
+        True
     """
     spec = RandomCNNSpec() if spec is None else spec
     if not isinstance(spec, RandomCNNSpec):
@@ -577,7 +612,8 @@ def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Te
             sum to it).
         validate_args: as in :func:`random_cnn_distance`.
         **settings: the other keyword arguments of :func:`random_cnn_distance` (``spec``,
-            ``weights``, ``seed``, ``layer_weights``, ``distance``, ``normalize``, ``max_size``).
+            ``weights``, ``seed``, ``layer_weights``, ``distance``, ``normalize``, ``max_size``,
+            ``balance``).
 
     Returns:
         A scalar, or ``(N,)`` with ``reduction='none'``; with ``return_terms``, ``(loss, terms)``.
@@ -717,8 +753,11 @@ class RandomCNNPerceptualLoss(nn.Module):
 
       With ``'gpl'`` stages 4 and 5 would add less than 1e-5 of the loss (and of its gradient) for
       about +55% of the cost, so the default network stops after stage 3. Even so the default loss is
-      dominated by the first two stages; for deeper layers to weigh, use ``init='kaiming'`` (every
-      layer then gives terms of similar size) or ``layer_weights``.
+      dominated by the first two stages (relu3_4 gives about 0.1% of it); for deeper layers to weigh,
+      use ``balance='init'`` or ``'target'`` (see :func:`random_cnn_distance`; with either, 'gpl' and
+      'kaiming' give the same loss), ``init='kaiming'`` (every layer then gives terms of similar
+      size) or ``layer_weights``. The default stays ``balance='none'`` until the balances' effect on
+      training is measured.
     * ``max_size=256``: chosen with ``tools/benchmark.py random-cnn`` (table in the README) so that the loss
       costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch; SR patches
       (96x96) are not resized. ``max_size=None`` computes it at full resolution.
@@ -731,7 +770,9 @@ class RandomCNNPerceptualLoss(nn.Module):
         seed: seed of the random network (default 0).
         redraw: draw new weights at every call (from a generator seeded with ``seed`` that
             advances), as an ablation of a fixed network.
-        layer_weights, distance, normalize, max_size: see :func:`random_cnn_distance`.
+        layer_weights, distance, normalize, max_size, balance: see :func:`random_cnn_distance`. With a
+            balance, the layers' gains are computed once (from the seeded network, also with
+            ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
         validate_args: check input values on the host (a finite target, a finite non-negative
             weight); default True. Adapters pass False on the training path.
