@@ -355,11 +355,12 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
     spatial structure, and with ReLU (or leaky ReLU, or none), max or average pooling and no bias
     the network is positively homogeneous: :math:`\phi_l(a r) = a \phi_l(r)` for :math:`a > 0`, so
     the gains do not depend on the input's scale either (for ``'l1'``; ``'mse'`` gains are squared
-    ones). What is left, max pooling's response to correlation and the borders, moves the gains of
-    ``relu1_2, relu2_2, relu3_4`` by at most 0.7x-1.2x between this reference, smoother noise,
-    photographs and one-hot label maps (measured; the layers' raw terms differ by 2,300x under
-    ``init='gpl'``). With ``'tanh'`` the network is not homogeneous and the gains hold for inputs of
-    about this range.
+    ones). What is left, the response of ReLU and max pooling to spatial correlation and the borders,
+    moves the ratios ``G_l / G_relu1_2`` of ``relu2_2`` and ``relu3_4`` by 0.65x-1.08x when the
+    reference is replaced by smooth noise, ``|N(0, 1)|`` noise, 256x256 noise, crops of photographs or
+    one-hot label maps (measured, 3 and 19 channels; smoother inputs give the deeper layers smaller
+    gains), against the 2,300x that separate ``relu3_4`` from ``relu1_2`` under ``init='gpl'``. With
+    ``'tanh'`` the network is not homogeneous and the gains hold for inputs of about this range.
 
     Args:
         spec: the network and its compared layers.
