@@ -359,7 +359,7 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
     moves the ratios ``G_l / G_relu1_2`` of ``relu2_2`` and ``relu3_4`` by 0.65x-1.08x when the
     reference is replaced by smooth noise, ``|N(0, 1)|`` noise, 256x256 noise, crops of photographs or
     one-hot label maps (measured, 3 and 19 channels; smoother inputs give the deeper layers smaller
-    gains), against the 2,300x that separate ``relu3_4`` from ``relu1_2`` under ``init='gpl'``. With
+    gains), against the 2,300x by which ``init='gpl'`` shrinks ``relu3_4`` relative to Kaiming's. With
     ``'tanh'`` the network is not homogeneous and the gains hold for inputs of about this range.
 
     Args:
