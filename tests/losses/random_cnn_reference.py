@@ -3,6 +3,11 @@ plain ``F`` calls, and the per-layer balances written from their definitions."""
 import torch
 import torch.nn.functional as F
 
+def seeded_rand(*shape, seed=0, dtype=torch.float64):
+    """Uniform [0, 1) values from a local generator seeded with ``seed``."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
 _ACTS = {"relu": torch.relu, "tanh": torch.tanh, "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
          "identity": lambda t: t}
 
@@ -112,3 +117,25 @@ def reference_distance(pred, target, weights, widths, layers, activation="relu",
             per = per / (masked_mean(_elementwise(b, distance)) + 1e-3 * gains[i])
         total = total + lam * per
     return loss_weight * total
+
+
+SPEC_KEYS = ("widths", "pooling", "activation", "init", "kernel_size", "layers")
+
+
+def reference_case(case, spec_defaults):
+    """A reference test case, a dict of loss settings (``mask=True`` for a mask), split into
+    ``(pred, target, mask, spec_kw, max_size, comparison settings)`` on 2x3x13x11 float64 inputs."""
+    case = dict(case)
+    pred, target = seeded_rand(2, 3, 13, 11, seed=1), seeded_rand(2, 3, 13, 11, seed=2)
+    mask = None
+    if case.pop("mask", False):
+        mask = (seeded_rand(2, 1, 13, 11, seed=3) > 0.3).double() * seeded_rand(2, 1, 13, 11, seed=4)
+    spec_kw = {**spec_defaults, **{k: case.pop(k) for k in SPEC_KEYS if k in case}}
+    return pred, target, mask, spec_kw, case.pop("max_size", None), case
+
+
+def reference_for(loss, pred, target, mask, spec_kw, max_size, settings, loss_weight=1.0):
+    """:func:`reference_distance` for a module built from ``spec_kw`` and ``settings``."""
+    net_kw = {k: spec_kw[k] for k in ("pooling", "activation", "kernel_size") if k in spec_kw}
+    return reference_distance(pred, target, loss.random_weights(), spec_kw["widths"], loss.layers,
+                              mask=mask, max_size=max_size, loss_weight=loss_weight, **net_kw, **settings)

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
-from random_cnn_reference import reference_distance as _reference
+from random_cnn_reference import reference_case, reference_for
+from random_cnn_reference import seeded_rand as _rand
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
@@ -21,17 +22,7 @@ from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomC
 TINY = dict(widths=((4, 4), (6, 6), (8,)), layers=("relu1_2", "relu2_2", "relu3_1"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread is as fast, and immune to other processes on a small machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _rand(*shape, seed=0, dtype=torch.float64):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REF_CASES = [
@@ -49,22 +40,11 @@ REF_CASES = [
 
 @pytest.mark.parametrize("case", REF_CASES, ids=[str(c) for c in REF_CASES])
 def test_matches_float64_reference(case):
-    case = dict(case)
-    pred, target = _rand(2, 3, 13, 11, seed=1), _rand(2, 3, 13, 11, seed=2)
-    mask = None
-    if case.pop("mask", False):
-        mask = (_rand(2, 1, 13, 11, seed=3) > 0.3).double() * _rand(2, 1, 13, 11, seed=4)
-    spec_kw = dict(TINY)
-    for key in ("pooling", "activation", "init", "kernel_size", "layers"):
-        if key in case:
-            spec_kw[key] = case.pop(key)
-    max_size = case.pop("max_size", None)
+    pred, target, mask, spec_kw, max_size, settings = reference_case(case, TINY)
     loss = RandomCNNPerceptualLoss(3, **spec_kw, max_size=max_size, reduction="none",
-                                   loss_weight=0.7, **case)
+                                   loss_weight=0.7, **settings)
     got = loss(pred, target, weight=mask)
-    ref_kw = {k: spec_kw[k] for k in ("pooling", "activation", "kernel_size") if k in spec_kw}
-    expected = _reference(pred, target, loss.random_weights(), spec_kw["widths"], loss.layers,
-                          mask=mask, max_size=max_size, loss_weight=0.7, **ref_kw, **case)
+    expected = reference_for(loss, pred, target, mask, spec_kw, max_size, settings, loss_weight=0.7)
     assert got.dtype == torch.float64 and got.shape == (2,)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-14)
 
@@ -364,27 +344,30 @@ def test_docstring_examples_run():
     assert result.attempted >= 4 and result.failed == 0
 
 
-def test_terms_per_layer_sum_to_the_total():
+@pytest.mark.parametrize("balance", ["none", "init", "target"])
+def test_terms_per_layer_sum_to_the_total(balance):
     spec = RandomCNNSpec(**TINY)
     pred, target = _rand(2, 3, 12, 12, seed=70), _rand(2, 3, 12, 12, seed=71)
     weight = torch.ones(2, 12, 12)
     weight[:, :, :3] = 0
     lw = (0.5, 2.0, 3.0)
     total, terms = random_cnn_distance(pred, target, weight, spec=spec, layer_weights=lw,
-                                       return_terms=True)
+                                       balance=balance, return_terms=True)
     assert list(terms) == list(spec.layers)
     torch.testing.assert_close(total, random_cnn_distance(pred, target, weight, spec=spec,
-                                                          layer_weights=lw))
+                                                          layer_weights=lw, balance=balance))
     torch.testing.assert_close(sum(terms.values()), total)
     # each term is its layer alone, with its weight (an independent call)
     for name, w in zip(spec.layers, lw):
-        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w})
+        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w},
+                                    balance=balance)
         torch.testing.assert_close(terms[name], alone)
     loss, lterms = random_cnn_perceptual_loss(pred, target, weight, spec=spec, layer_weights=lw,
-                                              loss_weight=4.0, reduction="sum", return_terms=True)
+                                              loss_weight=4.0, reduction="sum", return_terms=True,
+                                              balance=balance)
     torch.testing.assert_close(loss, 4.0 * total.sum())
     torch.testing.assert_close(sum(lterms.values()), loss)
-    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5)
+    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5, balance=balance)
     mloss, mterms = module(pred, target, weight, return_terms=True)
     torch.testing.assert_close(mloss, 0.5 * total.mean())
     torch.testing.assert_close(sum(mterms.values()), mloss)

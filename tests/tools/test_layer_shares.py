@@ -13,12 +13,7 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
                       "README.md")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_docstring_examples_run():
