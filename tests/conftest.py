@@ -123,3 +123,13 @@ def host_reads(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread while the test runs: tiny tensors are as fast, and immune to other processes
+    on a small machine (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from randperc_plugins.datasets.seg_scenes import _draw_sample
+from randperc_plugins.analysis.task_inputs import (bicubic_prediction, noisy_logits, one_hot_labels,
+                                                   photo_crops, scene_labels, sr_prediction)
 
 QUALITIES = (0.0, 3.0, 6.0)
 ROI_SIZE = 28
 SR_QUALITIES = (0.0, 0.5, 0.8)
-SR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
 def _loss(kind: str, options: dict):
@@ -61,17 +61,13 @@ def calibrate(kind: str, num_classes: int, size, batch: int = 2, options=None, s
     """Rows ``{quality, ce, loss, grad_ratio}`` for logits of growing quality."""
     from randperc_plugins.losses.tasks import segmentation_inputs
 
-    h, w = size
-    rng = np.random.default_rng(seed)
-    label = torch.stack([torch.from_numpy(_draw_sample(rng, max(h, w), min(num_classes, 6))[1][:h, :w])
-                         for _ in range(batch)]).long()
-    one_hot = F.one_hot(torch.where(label == 255, 0, label), num_classes).permute(0, 3, 1, 2).float()
+    label = scene_labels("shapes", size, batch, num_classes, seed)
+    one_hot = one_hot_labels(label, num_classes)
     g = torch.Generator().manual_seed(seed)
     loss = _loss(kind, options or {})
     rows = []
     for q in QUALITIES:
-        noise = torch.randn(batch, num_classes, max(1, h // 16), max(1, w // 16), generator=g)
-        logits = (q * one_hot + 2 * F.interpolate(noise, size=(h, w), mode="bilinear")).requires_grad_()
+        logits = noisy_logits(one_hot, q, g)
         ce = F.cross_entropy(logits, label, ignore_index=255)
         (g_ce,) = torch.autograd.grad(ce, logits)
         probs, target, mask = segmentation_inputs(logits, label, ignore_index=255)
@@ -154,37 +150,19 @@ def upsampling_effect(kind: str, factors=(1, 2, 4), options=None):
     return rows
 
 
-def photo_crops(size, names=SR_PHOTOS) -> torch.Tensor:
-    """Centre crops ``(len(names), 3, H, W)`` in [0, 1] of scikit-image's shipped RGB photographs."""
-    from skimage import data
-
-    h, w = size
-    crops = []
-    for name in names:
-        img = getattr(data, name)()
-        top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        if top < 0 or left < 0:
-            raise ValueError(f"`size` must fit in the photograph {name!r} {img.shape[:2]}, got {tuple(size)}")
-        crops.append(torch.from_numpy(np.ascontiguousarray(img[top:top + h, left:left + w])))
-    return torch.stack(crops).permute(0, 3, 1, 2).float() / 255
-
-
 def calibrate_sr(kind: str, scale: int, size, options=None):
     """Rows ``{quality, l1, loss, grad_ratio}`` for SR predictions of growing quality (``--task sr``)."""
     from randperc_plugins.losses.tasks import task_defaults
 
     gt = photo_crops(size)
-    h, w = gt.shape[-2:]
-    lq = F.interpolate(gt, size=(h // scale, w // scale), mode="bicubic", antialias=True,
-                       align_corners=False)
-    bicubic = F.interpolate(lq, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    bicubic = bicubic_prediction(gt, scale)
     settings = task_defaults("restoration", "random_cnn" if kind == "gpl" else "patch_mmd")
     settings.update(options or {})
     settings["loss_weight"] = 1.0
     loss = _loss(kind, settings)
     rows = []
     for q in SR_QUALITIES:
-        pred = (bicubic + q * (gt - bicubic)).requires_grad_()
+        pred = sr_prediction(gt, bicubic, q)
         l1 = F.l1_loss(pred, gt)
         (g_l1,) = torch.autograd.grad(l1, pred)
         value = loss(pred, gt)

@@ -33,8 +33,9 @@ from ._utils import (area_resize, as_weight_mask, check_choice, check_image_pair
 
 __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
            "random_cnn_perceptual_loss",
-           "random_cnn_weights", "random_cnn_features", "layer_names", "gpl_positions",
-           "VGG19_WIDTHS", "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED"]
+           "random_cnn_weights", "random_cnn_features", "random_cnn_layer_gains", "layer_names",
+           "gpl_positions", "VGG19_WIDTHS", "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED",
+           "BALANCES"]
 
 #: Convolution widths of VGG-19's five stages (Simonyan and Zisserman, 2015), the network the
 #: Generic Perceptual Loss paper randomises.
@@ -56,6 +57,18 @@ _ACTIVATIONS = ("relu", "leaky_relu", "tanh", "identity")
 _POOLINGS = ("max", "avg", "none")
 _INITS = ("gpl", "kaiming", "xavier", "normal")
 _DISTANCES = ("l1", "mse", "smooth_l1")
+#: Per-layer balances of the random-CNN loss (see :func:`random_cnn_distance`).
+BALANCES: Tuple[str, ...] = ("none", "init", "target")
+#: Side of the square reference input from which :func:`random_cnn_layer_gains` measures the gains:
+#: the SR training crop size, large enough that stage 5 still has 6x6 locations.
+_GAIN_REFERENCE_SIZE = 96
+#: Seed of the reference input's local generator (the same input for every network seed).
+_GAIN_REFERENCE_SEED = 0
+#: ``balance='target'``: ``epsilon`` of the denominator, in the distance's units of the input (a
+#: mean absolute value of 1e-3 for 'l1'), times the layer's gain, so that it means the same at
+#: every layer and with every initialisation; a target 100x darker than a 19-class one-hot map
+#: (mean 1/19) still weighs its own magnitude.
+_TARGET_EPS = 1e-3
 _LEAKY_SLOPE = 0.2
 _NORM_EPS = 1e-10
 _MASK_EPS = 1e-12
@@ -320,6 +333,76 @@ def _cached_weights(spec: RandomCNNSpec, in_channels: int, seed: int) -> Tuple[T
     return tuple(random_cnn_weights(spec, in_channels, seed))
 
 
+def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, distance: str = "l1",
+                           normalize: bool = False) -> Tensor:
+    r"""Each compared layer's gain at initialisation: how much larger its term is than the input's.
+
+    With :math:`r` a fixed reference input (``(1, C, 96, 96)``, uniform in :math:`[0, 1)`, drawn
+    from a local generator with seed 0: the global RNG is untouched), :math:`d` the element-wise
+    distance and :math:`\phi_l` the (optionally normalised) features of layer :math:`l`,
+
+    .. math::
+
+        G_l = \frac{\operatorname{mean}_{c,h,w}\, d\big(\phi_l(r)\big)}
+                   {\operatorname{mean}_{c,h,w}\, d(r)},
+
+    that is the layer's term for :math:`r` against an all-zero target (whose features are zero: the
+    network has no bias), divided by the same distance in pixel space. ``balance='init'`` divides
+    every layer's term by its :math:`G_l`, which puts the terms in the units of the input.
+
+    Why a noise input, and why it is enough: the random weights have zero mean, so the expected
+    second moment of a convolution's output depends on the input only through its energy, not its
+    spatial structure, and with ReLU (or leaky ReLU, or none), max or average pooling and no bias
+    the network is positively homogeneous: :math:`\phi_l(a r) = a \phi_l(r)` for :math:`a > 0`, so
+    the gains do not depend on the input's scale either (for ``'l1'``; ``'mse'`` gains are squared
+    ones). What is left, the response of ReLU and max pooling to spatial correlation and the borders,
+    moves the ratios ``G_l / G_relu1_2`` of ``relu2_2`` and ``relu3_4`` by 0.65x-1.08x when the
+    reference is replaced by smooth noise, ``|N(0, 1)|`` noise, 256x256 noise, crops of photographs or
+    one-hot label maps (measured, 3 and 19 channels; smoother inputs give the deeper layers smaller
+    gains), against the 2,300x by which ``init='gpl'`` shrinks ``relu3_4`` relative to Kaiming's. With
+    ``'tanh'`` the network is not homogeneous and the gains hold for inputs of about this range.
+
+    Args:
+        spec: the network and its compared layers.
+        weights: its convolution weights (:func:`random_cnn_weights`); the gains are computed on their
+            device, in float64.
+        distance, normalize: as in :func:`random_cnn_distance`.
+
+    Returns:
+        ``(L,)`` float64, one gain per compared layer, in network order, on the weights' device.
+
+    Example:
+        >>> spec = RandomCNNSpec(layers=("relu1_2", "relu3_4"))
+        >>> gains = random_cnn_layer_gains(spec, random_cnn_weights(spec, 3))
+        >>> bool(gains[1] < gains[0] / 100)  # 'gpl' shrinks the deeper layers' features
+        True
+    """
+    check_choice(distance, _DISTANCES, "distance")
+    weights = list(weights)
+    device = weights[0].device
+    ws = [w.detach().to(torch.float64) for w in weights]
+    size = (1, ws[0].shape[1], _GAIN_REFERENCE_SIZE, _GAIN_REFERENCE_SIZE)
+    reference = torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
+                           dtype=torch.float64).to(device)
+    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+        feats = random_cnn_features(reference, ws, spec)
+        gains = []
+        for fx, _ in feats.values():
+            if normalize:
+                fx = _normalize(fx)
+            gains.append(_distance(fx, distance).mean() / _distance(reference, distance).mean())
+    return torch.stack(gains)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_gains(spec: RandomCNNSpec, in_channels: int, seed: int, distance: str,
+                  normalize: bool) -> Tensor:
+    """The gains of the seeded network, computed once per ``(spec, in_channels, seed, distance,
+    normalize)`` (float64, CPU; never modified in place)."""
+    return random_cnn_layer_gains(spec, _cached_weights(spec, in_channels, seed), distance=distance,
+                                  normalize=normalize)
+
+
 # ----------------------------------------------------------------------------------------------
 # Arguments
 # ----------------------------------------------------------------------------------------------
@@ -371,20 +454,22 @@ class _Comparison:
     distance: str
     normalize: bool
     max_size: Optional[int]
+    balance: str = "none"
 
     @classmethod
     def build(cls, spec: RandomCNNSpec, layer_weights=None, distance: str = "l1",
-              normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE) -> "_Comparison":
+              normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
+              balance: str = "none") -> "_Comparison":
         return cls(_check_layer_weights(layer_weights, spec.layers),
                    check_choice(distance, _DISTANCES, "distance"), bool(normalize),
-                   check_max_size(max_size))
+                   check_max_size(max_size), check_choice(balance, BALANCES, "balance"))
 
 
 def random_cnn_distance(
         pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         spec: Optional[RandomCNNSpec] = None, weights: Optional[Sequence[Tensor]] = None,
         seed: int = DEFAULT_SEED, layer_weights=None, distance: str = "l1",
-        normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
+        normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE, balance: str = "none",
         return_terms: bool = False, validate_args: bool = True):
     r"""Generic Perceptual Loss as a measure: per sample, the distance between the features of ``pred``
     and ``target`` in several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
@@ -404,6 +489,31 @@ def random_cnn_distance(
     where :math:`x, y` are ``pred`` and ``target`` (area-resized so that their longer side is at most
     ``max_size``) and :math:`\lambda_l` the layer weights. Without
     ``weight`` it is the plain mean of :math:`d` over each layer's features.
+
+    Per-layer balance. Write :math:`T_l(a, b)` for the fraction above (layer :math:`l`'s term before
+    :math:`\lambda_l`). Under ``init='gpl'`` the deeper layers' features are orders of magnitude
+    smaller (``relu3_4``'s about 2,300x smaller than with Kaiming's initialisation), so their terms
+    are under 1% of the loss and of its gradient: the default loss is in effect a shallow one.
+    ``balance`` divides each term by a scale of its layer:
+
+    * ``'none'`` (default): :math:`T_l` as it is;
+    * ``'init'``: :math:`T_l / G_l`, with :math:`G_l` the layer's gain at initialisation
+      (:func:`random_cnn_layer_gains`: its term for a fixed noise input against zero, over that input's
+      own mean distance to zero). Computed once per ``(spec, C, seed, distance, normalize)`` from the
+      seeded network and cached (the module keeps it in a non-persistent buffer): no cost per call,
+      no host read. The terms are then in the units of the input;
+    * ``'target'``: :math:`T_l(x, y) / \big(T_l(y, 0) + \epsilon\, G_l\big)` per sample, with
+      :math:`T_l(y, 0)` the target features' mean distance to zero (with the same mask weights; the
+      target carries no gradient) and :math:`\epsilon = 10^{-3}`: a relative error per layer, which
+      does not change when both inputs are scaled (``'l1'``, ``'mse'``) and follows each sample's
+      content.
+
+    With ReLU (or leaky ReLU, or none), max or average pooling and no bias the network is positively
+    homogeneous, so both balances divide out any per-layer scale of the initialisation: ``'gpl'``
+    and ``'kaiming'`` then give the same loss. Either balance lifts every default layer to at least
+    a third of an equal share of the loss and of its gradient on the SR and segmentation inputs of
+    ``tools/layer_shares.py`` (README, "Layer shares"). A balance changes the loss's scale:
+    recalibrate ``loss_weight`` (``tools/calibrate_loss_weight.py ... --loss-options balance=init``).
 
     How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
     network (so they get exactly zero gradient, and look like the convolutions' zero padding); the
@@ -432,6 +542,10 @@ def random_cnn_distance(
         max_size: compute the loss on inputs area-resized so that the longer side is at most this
             many pixels (aspect ratio kept); ``None`` keeps the full resolution. Default
             :data:`DEFAULT_MAX_SIZE`.
+        balance: ``'none'`` (default), ``'init'`` or ``'target'``: the per-layer balance above.
+            With ``weights`` given, ``'init'`` and ``'target'`` compute the gains from them at every
+            call (a forward pass of the 96x96 reference input); with ``weights=None`` or in the module,
+            once.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
         validate_args: check the inputs' values (a finite ``target``, a finite non-negative
@@ -463,14 +577,27 @@ def random_cnn_distance(
         >>> d, terms = random_cnn_distance(pred, target, return_terms=True)
         >>> list(terms)
         ['relu1_2', 'relu2_2', 'relu3_4']
+        >>> _, plain = random_cnn_distance(pred, target, return_terms=True)
+        >>> _, balanced = random_cnn_distance(pred, target, balance="init", return_terms=True)
+        >>> bool((plain["relu3_4"] < plain["relu1_2"] / 100).all())  # 'gpl': relu3_4 barely counts
+        True
+        >>> _, kaiming = random_cnn_distance(pred, target, spec=RandomCNNSpec(init="kaiming"),
+        ...                                  balance="init", return_terms=True)
+        >>> torch.allclose(balanced["relu3_4"], kaiming["relu3_4"], rtol=1e-4)  # the init's scale is gone
+        True
     """
     spec = RandomCNNSpec() if spec is None else spec
     if not isinstance(spec, RandomCNNSpec):
         raise TypeError(f"`spec` must be a RandomCNNSpec or None, got {type(spec).__name__}")
-    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size)
-    return _random_cnn_distance(pred, target, weight, spec, comparison,
-                                _checked_weights(spec, weights, pred, seed), return_terms,
-                                check_validate_args(validate_args))
+    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size, balance)
+    checked = _checked_weights(spec, weights, pred, seed)
+    gains = None
+    if comparison.balance != "none":
+        gains = (_cached_gains(spec, pred.shape[1], seed, comparison.distance, comparison.normalize)
+                 if weights is None else random_cnn_layer_gains(
+                     spec, checked, distance=comparison.distance, normalize=comparison.normalize))
+    return _random_cnn_distance(pred, target, weight, spec, comparison, checked, gains,
+                                return_terms, check_validate_args(validate_args))
 
 
 def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
@@ -488,7 +615,8 @@ def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Te
             sum to it).
         validate_args: as in :func:`random_cnn_distance`.
         **settings: the other keyword arguments of :func:`random_cnn_distance` (``spec``,
-            ``weights``, ``seed``, ``layer_weights``, ``distance``, ``normalize``, ``max_size``).
+            ``weights``, ``seed``, ``layer_weights``, ``distance``, ``normalize``, ``max_size``,
+            ``balance``).
 
     Returns:
         A scalar, or ``(N,)`` with ``reduction='none'``; with ``return_terms``, ``(loss, terms)``.
@@ -530,8 +658,9 @@ def _checked_weights(spec: RandomCNNSpec, weights: Optional[Sequence[Tensor]], p
 
 def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                          spec: RandomCNNSpec, comparison: _Comparison, weights: Sequence[Tensor],
-                         return_terms: bool, validate_args: bool):
-    """:func:`random_cnn_distance` with checked settings."""
+                         gains: Optional[Tensor], return_terms: bool, validate_args: bool):
+    """:func:`random_cnn_distance` with checked settings (``gains``: the layers' gains, needed by a
+    balance, else None)."""
     check_image_pair(pred, target, validate_args=validate_args)
     mask = as_weight_mask(weight, pred, "weight", validate_args)
     n, c, h, w = pred.shape
@@ -560,22 +689,34 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         with torch.no_grad():
             feats_y = random_cnn_features(y, ws, spec)
 
+        if gains is not None:
+            gains = gains.to(device=device, dtype=dtype)
         total = x.new_zeros(n)
         terms = OrderedDict()
-        for (name, (fx, m)), lam in zip(feats_x.items(), comparison.layer_weights):
+        for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
             fy = feats_y[name][0]
             if comparison.normalize:
                 fx, fy = _normalize(fx), _normalize(fy)
-            d = _distance(fx - fy, comparison.distance)
-            if m is None:
-                layer = d.mean(dim=(1, 2, 3))
-            else:
-                num = (d.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3))
-                den = m.sum(dim=(1, 2, 3)).clamp_min(_MASK_EPS) * d.shape[1]
-                layer = num / den
+            layer = _layer_mean(_distance(fx - fy, comparison.distance), m)
+            if comparison.balance == "init":
+                layer = layer / gains[i]
+            elif comparison.balance == "target":
+                # the target is a constant (its features carry no gradient): a per-sample scale
+                scale = _layer_mean(_distance(fy, comparison.distance), m) + _TARGET_EPS * gains[i]
+                layer = layer / scale
             terms[name] = lam * layer
             total = total + terms[name]
         return (total, terms) if return_terms else total
+
+
+def _layer_mean(d: Tensor, m: Optional[Tensor]) -> Tensor:
+    """Per sample, the mean of ``d`` ``(N, C, H, W)`` over channels and locations weighted by ``m``
+    ``(N, 1, H, W)`` (the plain mean without one)."""
+    if m is None:
+        return d.mean(dim=(1, 2, 3))
+    num = (d.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3))
+    den = m.sum(dim=(1, 2, 3)).clamp_min(_MASK_EPS) * d.shape[1]
+    return num / den
 
 
 # ----------------------------------------------------------------------------------------------
@@ -615,8 +756,11 @@ class RandomCNNPerceptualLoss(nn.Module):
 
       With ``'gpl'`` stages 4 and 5 would add less than 1e-5 of the loss (and of its gradient) for
       about +55% of the cost, so the default network stops after stage 3. Even so the default loss is
-      dominated by the first two stages; for deeper layers to weigh, use ``init='kaiming'`` (every
-      layer then gives terms of similar size) or ``layer_weights``.
+      dominated by the first two stages (relu3_4 gives about 0.1% of it); for deeper layers to weigh,
+      use ``balance='init'`` or ``'target'`` (see :func:`random_cnn_distance`; with either, 'gpl' and
+      'kaiming' give the same loss), ``init='kaiming'`` (every layer then gives terms of similar
+      size) or ``layer_weights``. The default stays ``balance='none'`` until the balances' effect on
+      training is measured.
     * ``max_size=256``: chosen with ``tools/benchmark.py random-cnn`` (table in the README) so that the loss
       costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch; SR patches
       (96x96) are not resized. ``max_size=None`` computes it at full resolution.
@@ -629,7 +773,9 @@ class RandomCNNPerceptualLoss(nn.Module):
         seed: seed of the random network (default 0).
         redraw: draw new weights at every call (from a generator seeded with ``seed`` that
             advances), as an ablation of a fixed network.
-        layer_weights, distance, normalize, max_size: see :func:`random_cnn_distance`.
+        layer_weights, distance, normalize, max_size, balance: see :func:`random_cnn_distance`. With a
+            balance, the layers' gains are computed once (from the seeded network, also with
+            ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
         validate_args: check input values on the host (a finite target, a finite non-negative
             weight); default True. Adapters pass False on the training path.
@@ -662,7 +808,7 @@ class RandomCNNPerceptualLoss(nn.Module):
                  init: str = "gpl", init_std: float = 0.01, seed: int = DEFAULT_SEED,
                  redraw: bool = False, layer_weights=None, distance: str = "l1",
                  normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-                 reduction: str = "mean", loss_weight: float = 1.0,
+                 balance: str = "none", reduction: str = "mean", loss_weight: float = 1.0,
                  validate_args: bool = True) -> None:
         super().__init__()
         self.spec = RandomCNNSpec(widths=widths, kernel_size=kernel_size, activation=activation,
@@ -674,7 +820,8 @@ class RandomCNNPerceptualLoss(nn.Module):
         self.in_channels = in_channels
         self.seed = seed
         self.redraw = bool(redraw)
-        self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size)
+        self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size,
+                                            balance)
         self.reduction = check_reduction(reduction)
         self.loss_weight = float(loss_weight)
         self.validate_args = check_validate_args(validate_args)
@@ -693,6 +840,18 @@ class RandomCNNPerceptualLoss(nn.Module):
             self.register_buffer(f"weight_{i}", w if device is None else w.to(device),
                                  persistent=False)
         self._num_weights = len(weights)
+        self._set_gains(weights[0].shape[1], device)
+
+    def _set_gains(self, in_channels: int, device: Optional[torch.device] = None) -> None:
+        """With a balance: the layers' gains (:func:`random_cnn_layer_gains`) as a non-persistent
+        float64 buffer, moved with the module like the weights. They are the seeded network's, also
+        with ``redraw`` (they measure the architecture and initialisation, which every draw shares)."""
+        if self.comparison.balance == "none" or hasattr(self, "layer_gains"):
+            return
+        gains = _cached_gains(self.spec, in_channels, self.seed, self.comparison.distance,
+                              self.comparison.normalize).clone()
+        self.register_buffer("layer_gains", gains if device is None else gains.to(device),
+                             persistent=False)
 
     def random_weights(self) -> List[Tensor]:
         """The convolution weights (buffers); empty before the first call when ``in_channels=None``."""
@@ -701,15 +860,18 @@ class RandomCNNPerceptualLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, layers={self.spec.layers}, init={self.spec.init!r}, "
                 f"seed={self.seed}, distance={self.comparison.distance!r}, "
-                f"max_size={self.comparison.max_size}, redraw={self.redraw}")
+                f"max_size={self.comparison.max_size}, balance={self.comparison.balance!r}, "
+                f"redraw={self.redraw}")
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                 return_terms: bool = False):
         """Loss of ``pred`` against ``target`` ``(N, C, H, W)``; ``weight`` ``(N, [1,] H, W)`` optional.
 
         With ``return_terms`` also the per-layer terms (reduced and weighted like the loss)."""
-        out = _random_cnn_distance(pred, target, weight, self.spec, self.comparison,
-                                   self._weights_for(pred), return_terms, self.validate_args)
+        weights = self._weights_for(pred)
+        out = _random_cnn_distance(pred, target, weight, self.spec, self.comparison, weights,
+                                   getattr(self, "layer_gains", None), return_terms,
+                                   self.validate_args)
         return _reduce_and_weight(out, self.reduction, self.loss_weight)
 
     def _weights_for(self, pred: Tensor) -> Sequence[Tensor]:
@@ -725,6 +887,7 @@ class RandomCNNPerceptualLoss(nn.Module):
         if self.redraw:
             if self._generator is None:
                 self._generator = seeded_generator(self.seed)
+                self._set_gains(c, pred.device)
             return random_cnn_weights(self.spec, c, generator=self._generator)
         if self._num_weights == 0:
             self._set_weights(random_cnn_weights(self.spec, c, self.seed), device=pred.device)

@@ -14,6 +14,10 @@ TINY_CNN = dict(widths=((4,), (8,)), layers=("relu1_1", "relu2_1"))
 LOSSES = {
     "random_cnn": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, **kw),
     "random_cnn_redraw": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, redraw=True, **kw),
+    "random_cnn_balance_init": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, balance="init", **kw),
+    "random_cnn_balance_target": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, balance="target", **kw),
+    "random_cnn_redraw_balance_init": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, redraw=True,
+                                                                          balance="init", **kw),
     "patch_mmd_exact": lambda **kw: PatchMMDLoss(patch_size=3, levels=2, **kw),
     "patch_mmd_random_features": lambda **kw: PatchMMDLoss(
         patch_size=3, method="random_features", num_features=16, estimator="unbiased", **kw),
@@ -87,7 +91,7 @@ def _compiled_matches_eager(loss, fullgraph):
     torch.testing.assert_close(g_got, g_expected)
 
 
-@pytest.mark.parametrize("name", ["random_cnn", "patch_mmd_exact"])
+@pytest.mark.parametrize("name", ["random_cnn", "random_cnn_balance_target", "patch_mmd_exact"])
 def test_compiles_in_one_graph(name):
     _compiled_matches_eager(LOSSES[name](validate_args=False), fullgraph=True)
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
+from random_cnn_reference import reference_case, reference_for
+from random_cnn_reference import seeded_rand as _rand
 
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
@@ -20,94 +22,7 @@ from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomC
 TINY = dict(widths=((4, 4), (6, 6), (8,)), layers=("relu1_2", "relu2_2", "relu3_1"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread is as fast, and immune to other processes on a small machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _rand(*shape, seed=0, dtype=torch.float64):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-# ----------------------------------------------------------------------------------------------
-# Independent float64 reference: the layer sequence rebuilt as a flat list, plain F calls
-# ----------------------------------------------------------------------------------------------
-def _reference(pred, target, weights, widths, layers, activation="relu", pooling="max",
-               kernel_size=3, mask=None, layer_weights=None, distance="l1", normalize=False,
-               max_size=None, loss_weight=1.0):
-    pred, target = pred.double(), target.double()
-    ws = [w.double() for w in weights]
-    n, _, h, w = pred.shape
-    if mask is not None:
-        mask = mask.double().reshape(n, 1, h, w)
-        pred = torch.where(mask > 0, pred, torch.zeros_like(pred))
-        target = torch.where(mask > 0, target, torch.zeros_like(target))
-    if max_size is not None and max(h, w) > max_size:
-        s = max_size / max(h, w)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
-        pred = F.adaptive_avg_pool2d(pred, size)
-        target = F.adaptive_avg_pool2d(target, size)
-        if mask is not None:
-            mask = F.adaptive_avg_pool2d(mask, size)
-    seq = []
-    for s, stage in enumerate(widths, 1):
-        for i in range(1, len(stage) + 1):
-            seq += [("conv", f"conv{s}_{i}"), ("act", f"relu{s}_{i}")]
-        if pooling != "none":
-            seq.append(("pool", f"pool{s}"))
-    acts = {"relu": torch.relu, "tanh": torch.tanh, "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
-            "identity": lambda t: t}
-
-    def run(x, m):
-        out, k = {}, 0
-        for kind, name in seq:
-            if kind == "conv":
-                if k == len(ws):
-                    break
-                x = F.conv2d(x, ws[k], padding=kernel_size // 2)
-                k += 1
-            elif kind == "act":
-                x = acts[activation](x)
-            else:
-                # 2x2 windows, the last one clipped on odd sizes (ceil mode)
-                hh, ww = x.shape[-2:]
-                x = F.pad(x, (0, ww % 2, 0, hh % 2), value=-float("inf") if pooling == "max" else 0.0)
-                if pooling == "max":
-                    x = F.max_pool2d(x, 2)
-                else:
-                    count = F.pad(torch.ones(1, 1, hh, ww, dtype=x.dtype), (0, ww % 2, 0, hh % 2))
-                    x = F.avg_pool2d(x, 2) / F.avg_pool2d(count, 2)
-                if m is not None:
-                    cm = F.pad(torch.ones(1, 1, hh, ww, dtype=m.dtype), (0, ww % 2, 0, hh % 2))
-                    m = F.avg_pool2d(F.pad(m, (0, ww % 2, 0, hh % 2)), 2) / F.avg_pool2d(cm, 2)
-            out[name] = (x, m)
-        return out
-
-    fx, fy = run(pred, mask), run(target, None)
-    lw = [1.0] * len(layers) if layer_weights is None else layer_weights
-    total = torch.zeros(n, dtype=torch.float64)
-    for name, lam in zip(layers, lw):
-        a, m = fx[name]
-        b = fy[name][0]
-        if normalize:
-            a = a / torch.sqrt((a ** 2).sum(1, keepdim=True) + 1e-10)
-            b = b / torch.sqrt((b ** 2).sum(1, keepdim=True) + 1e-10)
-        diff = a - b
-        if distance == "l1":
-            d = diff.abs()
-        elif distance == "mse":
-            d = diff ** 2
-        else:
-            d = torch.where(diff.abs() < 1, 0.5 * diff ** 2, diff.abs() - 0.5)
-        if m is None:
-            m = torch.ones(n, 1, *d.shape[-2:], dtype=d.dtype)
-        per = (d * m).sum((1, 2, 3)) / (m.sum((1, 2, 3)).clamp_min(1e-12) * d.shape[1])
-        total = total + lam * per
-    return loss_weight * total
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REF_CASES = [
@@ -125,22 +40,11 @@ REF_CASES = [
 
 @pytest.mark.parametrize("case", REF_CASES, ids=[str(c) for c in REF_CASES])
 def test_matches_float64_reference(case):
-    case = dict(case)
-    pred, target = _rand(2, 3, 13, 11, seed=1), _rand(2, 3, 13, 11, seed=2)
-    mask = None
-    if case.pop("mask", False):
-        mask = (_rand(2, 1, 13, 11, seed=3) > 0.3).double() * _rand(2, 1, 13, 11, seed=4)
-    spec_kw = dict(TINY)
-    for key in ("pooling", "activation", "init", "kernel_size", "layers"):
-        if key in case:
-            spec_kw[key] = case.pop(key)
-    max_size = case.pop("max_size", None)
+    pred, target, mask, spec_kw, max_size, settings = reference_case(case, TINY)
     loss = RandomCNNPerceptualLoss(3, **spec_kw, max_size=max_size, reduction="none",
-                                   loss_weight=0.7, **case)
+                                   loss_weight=0.7, **settings)
     got = loss(pred, target, weight=mask)
-    ref_kw = {k: spec_kw[k] for k in ("pooling", "activation", "kernel_size") if k in spec_kw}
-    expected = _reference(pred, target, loss.random_weights(), spec_kw["widths"], loss.layers,
-                          mask=mask, max_size=max_size, loss_weight=0.7, **ref_kw, **case)
+    expected = reference_for(loss, pred, target, mask, spec_kw, max_size, settings, loss_weight=0.7)
     assert got.dtype == torch.float64 and got.shape == (2,)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-14)
 
@@ -440,27 +344,30 @@ def test_docstring_examples_run():
     assert result.attempted >= 4 and result.failed == 0
 
 
-def test_terms_per_layer_sum_to_the_total():
+@pytest.mark.parametrize("balance", ["none", "init", "target"])
+def test_terms_per_layer_sum_to_the_total(balance):
     spec = RandomCNNSpec(**TINY)
     pred, target = _rand(2, 3, 12, 12, seed=70), _rand(2, 3, 12, 12, seed=71)
     weight = torch.ones(2, 12, 12)
     weight[:, :, :3] = 0
     lw = (0.5, 2.0, 3.0)
     total, terms = random_cnn_distance(pred, target, weight, spec=spec, layer_weights=lw,
-                                       return_terms=True)
+                                       balance=balance, return_terms=True)
     assert list(terms) == list(spec.layers)
     torch.testing.assert_close(total, random_cnn_distance(pred, target, weight, spec=spec,
-                                                          layer_weights=lw))
+                                                          layer_weights=lw, balance=balance))
     torch.testing.assert_close(sum(terms.values()), total)
     # each term is its layer alone, with its weight (an independent call)
     for name, w in zip(spec.layers, lw):
-        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w})
+        alone = random_cnn_distance(pred, target, weight, spec=spec, layer_weights={name: w},
+                                    balance=balance)
         torch.testing.assert_close(terms[name], alone)
     loss, lterms = random_cnn_perceptual_loss(pred, target, weight, spec=spec, layer_weights=lw,
-                                              loss_weight=4.0, reduction="sum", return_terms=True)
+                                              loss_weight=4.0, reduction="sum", return_terms=True,
+                                              balance=balance)
     torch.testing.assert_close(loss, 4.0 * total.sum())
     torch.testing.assert_close(sum(lterms.values()), loss)
-    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5)
+    module = RandomCNNPerceptualLoss(**TINY, layer_weights=lw, loss_weight=0.5, balance=balance)
     mloss, mterms = module(pred, target, weight, return_terms=True)
     torch.testing.assert_close(mloss, 0.5 * total.mean())
     torch.testing.assert_close(sum(mterms.values()), mloss)
