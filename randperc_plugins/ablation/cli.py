@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+import torch
+
 from ..compare import load_arms, write_report
 from ..demo import with_overrides
 from ..demo.runs import train_all
@@ -67,8 +69,14 @@ def main(argv=None) -> dict:
     arms = {arm.name: arm for loss_arms in chosen.values() for arm in loss_arms}
 
     weights = {}
-    for loss_arms in chosen.values():
-        weights.update(calibrated_weights(args.task, loss_arms))
+    threads = torch.get_num_threads()
+    # One thread: on a shared, loaded machine torch's thread pool makes the calibration many times slower.
+    torch.set_num_threads(1)
+    try:
+        for loss_arms in chosen.values():
+            weights.update(calibrated_weights(args.task, loss_arms))
+    finally:
+        torch.set_num_threads(threads)
     weights_md = weight_table(list(arms.values()), weights)
     print(f"arms and their loss_weight (equal gradient share at the calibration point):\n{weights_md}")
 

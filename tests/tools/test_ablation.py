@@ -4,7 +4,6 @@ import csv
 import glob
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -103,6 +102,10 @@ def test_config_line_holds_the_overrides_and_the_weight():
 def small_point(monkeypatch):
     # a smaller crop than the demo's, so the test is fast; the rule does not depend on it
     monkeypatch.setitem(weights.CALIBRATION_POINTS, "segmentation", dict(num_classes=4, size=(32, 32)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tool calibrates in one thread too (a shared machine)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_a_variant_ten_times_larger_gets_a_tenth_of_the_weight(small_point):
@@ -208,8 +211,8 @@ def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
         assert (out / name).is_file(), name
 
     def finals(arm):
-        return [_final(p, "mIoU") for p in sorted(glob.glob(str(out / "runs" / "segmentation" / arm / "seed*" / "*"
-                                                               / "vis_data" / "scalars.json")))]
+        paths = glob.glob(str(out / "runs" / "segmentation" / arm / "seed*" / "*" / "vis_data" / "scalars.json"))
+        return [_final(p, "mIoU") for p in sorted(paths)]
 
     with open(out / "ablation.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["metric"] == "mIoU"]
@@ -223,6 +226,11 @@ def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
         assert r["ci_method"] in ("welch", "no seed variance")
         assert float(r["loss_weight"]) == pytest.approx(result["weights"][r["arm"]])
     assert result["weights"]["gpl"] == 5.0
+    # the term trained in the loss arms only (mmseg logs it beside the cross-entropy)
+    for arm, has_term in (("ce", False), ("gpl", True), ("gpl_kaiming", True)):
+        for scalars in glob.glob(str(out / "runs" / "segmentation" / arm / "seed*" / "*" / "vis_data"
+                                     / "scalars.json")):
+            assert ('"decode.loss_gpl"' in open(scalars).read()) == has_term, (arm, scalars)
     # the weight trained is the one recorded: in the config the runner dumped
     dumped = glob.glob(str(out / "runs" / "segmentation" / "gpl_kaiming" / "seed0" / "*.py"))
     assert dumped and f"{result['weights']['gpl_kaiming']!r}"[:8] in open(dumped[0]).read()
