@@ -29,8 +29,11 @@ def test_arms_are_overrides_merged_over_the_task_defaults():
     assert p3.resolved == {**defaults, "patch_size": 3} and p3.settings == {"patch_size": 3}
     assert one.resolved == {**defaults, "sigmas": (2.94,)}
     assert [a.name for a in arms_of("segmentation", "random_cnn")][0] == "gpl"
-    # the segmentation defaults carry their own patch size and resizing, which variants keep
-    assert arms_of("segmentation", "patch_mmd")[1].resolved["max_size"] == 128
+    # an override replaces the default of the same key; the other defaults stay
+    table = {"super_resolution": {"patch_mmd": {"rf": {"method": "random_features"}}}}
+    assert arms_of("super_resolution", "patch_mmd", table)[1].resolved == {**defaults, "method": "random_features"}
+    p5 = arms_of("segmentation", "patch_mmd")[1]
+    assert (p5.name, p5.resolved["patch_size"], p5.resolved["max_size"]) == ("patch_mmd_p5", 5, 128)
 
 
 def test_every_shipped_arm_builds_its_core_loss():
