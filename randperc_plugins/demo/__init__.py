@@ -66,17 +66,20 @@ def parse_args(argv=None):
 def _settings(args) -> dict:
     """The preset's settings of each stage, with ``--seeds`` / ``--iters`` applied."""
     preset = PRESETS["quick" if args.quick else "long" if args.long else "default"]
-    stages = {}
-    for stage, defaults in preset.items():
-        settings = type(defaults)(**vars(defaults))
-        if args.seeds is not None:
-            settings.seeds = args.seeds
-        if args.iters is not None:
-            settings.iters = args.iters
-            settings.val_interval = max(1, min(settings.val_interval, args.iters // 2))
-            settings.log_interval = max(1, min(settings.log_interval, args.iters // 4))
-        stages[stage] = settings
-    return stages
+    return {stage: with_overrides(defaults, args.seeds, args.iters) for stage, defaults in preset.items()}
+
+
+def with_overrides(defaults, seeds=None, iters=None):
+    """A copy of a stage's settings with ``seeds`` and ``iters`` (and the validation and logging
+    intervals that fit them) replaced where given."""
+    settings = type(defaults)(**vars(defaults))
+    if seeds is not None:
+        settings.seeds = seeds
+    if iters is not None:
+        settings.iters = iters
+        settings.val_interval = max(1, min(settings.val_interval, iters // 2))
+        settings.log_interval = max(1, min(settings.log_interval, iters // 4))
+    return settings
 
 
 def _compare(work_root: str, work_dirs: dict, out: str) -> tuple:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
-from .runs import seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, seeded_jobs, train_all, write_arm_configs
 
 # A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
 # root, iterations and seed come from --cfg-options.
@@ -88,23 +88,31 @@ class SegSettings:
     log_interval: int = 10
 
 
-def write_configs(root: str, size: int) -> Dict[str, str]:
-    """Write the baseline config and one config per loss (baseline + one line) into ``root``."""
+def write_configs(root: str, size: int, arms: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Write the baseline config and one config per arm (baseline + its line; default ``ARMS``) into
+    ``root``."""
     return write_arm_configs(root, "fcn_thin_scenes", MODEL_CONFIG.format(
         size=size, num_classes=len(THIN_SCENE_CLASSES), classes=THIN_SCENE_CLASSES,
-        palette=[list(c) for c in THIN_SCENE_PALETTE]), ARMS)
+        palette=[list(c) for c in THIN_SCENE_PALETTE]), ARMS if arms is None else arms)
 
 
-def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[str]]:
-    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+def prepare(work_root: str, settings: SegSettings,
+            arms: Optional[Dict[str, str]] = None) -> Tuple[List[TrainJob], Dict[str, List[str]]]:
+    """Write the data and the configs of ``arms`` (default ``ARMS``: name -> config line); return the
+    training jobs (every arm and seed) and the work dirs per arm."""
     data = make_thin_scenes_dataset(os.path.join(work_root, "data"), settings.num_train, settings.num_val,
                                     settings.size)
-    configs = write_configs(os.path.join(work_root, "configs"), settings.size)
-    jobs, work_dirs = seeded_jobs(work_root, configs, settings.seeds, [
+    configs = write_configs(os.path.join(work_root, "configs"), settings.size, arms)
+    return seeded_jobs(work_root, configs, settings.seeds, [
         f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
         f"train_cfg.max_iters={settings.iters}", f"train_cfg.val_interval={settings.val_interval}",
         f"param_scheduler.0.end={settings.iters}", f"default_hooks.checkpoint.interval={settings.iters}",
         f"default_hooks.logger.interval={settings.log_interval}"])
+
+
+def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[str]]:
+    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+    jobs, work_dirs = prepare(work_root, settings)
     train_all(jobs, parallel, desc="segmentation runs")
     return work_dirs
 

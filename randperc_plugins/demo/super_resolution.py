@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..datasets.sr_photos import make_sr_dataset, skimage_photos
-from .runs import seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, seeded_jobs, train_all, write_arm_configs
 
 # mmagic's own EDSR x2 config, made small; its data roots, iterations and seed come from --cfg-options.
 MODEL_CONFIG = """\
@@ -65,23 +65,31 @@ class SRSettings:
     log_interval: int = 10
 
 
-def write_configs(root: str, settings: SRSettings) -> Dict[str, str]:
-    """Write the baseline config and one config per loss (baseline + one line) into ``root``."""
+def write_configs(root: str, settings: SRSettings, arms: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Write the baseline config and one config per arm (baseline + its line; default ``ARMS``) into
+    ``root``."""
     return write_arm_configs(root, "edsr_x2_photos", MODEL_CONFIG.format(
         width=settings.width, blocks=settings.blocks, batch_size=settings.batch_size,
-        gt_patch=settings.gt_patch, lr=settings.lr), ARMS)
+        gt_patch=settings.gt_patch, lr=settings.lr), ARMS if arms is None else arms)
 
 
-def run(work_root: str, settings: SRSettings, parallel: int) -> Dict[str, List[str]]:
-    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+def prepare(work_root: str, settings: SRSettings,
+            arms: Optional[Dict[str, str]] = None) -> Tuple[List[TrainJob], Dict[str, List[str]]]:
+    """Write the data and the configs of ``arms`` (default ``ARMS``: name -> config line); return the
+    training jobs (every arm and seed) and the work dirs per arm."""
     data = make_sr_dataset(os.path.join(work_root, "data"), skimage_photos(PHOTOS), scales=(2,),
                            crop_size=96, num_val=1)
-    configs = write_configs(os.path.join(work_root, "configs"), settings)
-    jobs, work_dirs = seeded_jobs(work_root, configs, settings.seeds, [
+    configs = write_configs(os.path.join(work_root, "configs"), settings, arms)
+    return seeded_jobs(work_root, configs, settings.seeds, [
         f"train_dataloader.dataset.data_root={data}/DIV2K", f"val_dataloader.dataset.data_root={data}/Set5",
         f"train_cfg.max_iters={settings.iters}", f"train_cfg.val_interval={settings.val_interval}",
         f"default_hooks.checkpoint.interval={settings.iters}",
         f"default_hooks.logger.interval={settings.log_interval}"])
+
+
+def run(work_root: str, settings: SRSettings, parallel: int) -> Dict[str, List[str]]:
+    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+    jobs, work_dirs = prepare(work_root, settings)
     train_all(jobs, parallel, desc="super-resolution runs")
     return work_dirs
 
