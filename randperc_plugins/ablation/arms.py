@@ -30,12 +30,14 @@ TASK_SETTINGS_KEY = {"segmentation": "segmentation", "super_resolution": "restor
 
 _DEEPER_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4")
 # With the default init ('gpl') a deeper layer's term is about 1e-7 of the others' (a 48x48 photograph
-# crop: relu4_4 alone 4.6e-8 against 0.11 for the default layers), so the deeper network is also tried
-# with 'kaiming', under which every stage weighs.
+# crop: relu4_4 alone 4.6e-8 against 0.11 for the default layers): the deeper network trains the same
+# loss as the default there, so it is tried with 'kaiming', under which every stage weighs. The layer
+# balances ('init', 'target') make every compared layer count under the default init.
 _GPL_VARIANTS = {
     "gpl_kaiming": {"init": "kaiming"},
-    "gpl_deeper": {"layers": _DEEPER_LAYERS},
     "gpl_kaiming_deeper": {"init": "kaiming", "layers": _DEEPER_LAYERS},
+    "gpl_balance_init": {"balance": "init"},
+    "gpl_balance_target": {"balance": "target"},
     "gpl_mse": {"distance": "mse"},
 }
 
