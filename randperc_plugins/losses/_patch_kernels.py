@@ -100,8 +100,10 @@ def _arc_cosine_step(c: Tensor) -> Tuple[Tensor, Tensor]:
     r"""``(h(c), h'(c))`` of the order-1 arc-cosine kernel on cosines ``c`` in ``[-1, 1]``:
     :math:`h(c) = (\sqrt{1 - c^2} + (\pi - \arccos c)\, c) / \pi`, :math:`h'(c) = (\pi - \arccos
     c) / \pi` (bounded, unlike the derivative of ``arccos`` itself, hence written out)."""
-    slope = (math.pi - torch.arccos(c)) / math.pi
-    return torch.sqrt(1.0 - c * c) / math.pi + slope * c, slope
+    # in place where it can be: these passes over the block, 2 per layer and direction, are what
+    # the kernel costs
+    slope = torch.arccos(c).neg_().add_(math.pi).div_(math.pi)
+    return torch.mul(c, c).neg_().add_(1.0).sqrt_().div_(math.pi).addcmul_(slope, c), slope
 
 
 @dataclass(frozen=True)

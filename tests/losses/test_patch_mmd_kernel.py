@@ -11,6 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from test_patch_mmd import _masks, _rand, _ref_patches, _rel  # patch sets and inputs, as there
+
 from randperc_plugins.losses import PatchMMDLoss, PatchMMDSpec, patch_mmd, patch_mmd_loss
 from randperc_plugins.losses._kernel_sums import _BlockedKernelSums
 from randperc_plugins.losses.patch_mmd import AUTO_RANDOM_CNN_LAYER_COST, AUTO_RANDOM_CNN_RATIO
@@ -45,12 +47,14 @@ def _ref_kernel(P, Q, depth):
     return s_pq / 2
 
 
-def _ref_patches(img, mask, k):
-    p = F.unfold(img[None], k)[0].t()
-    if mask is None:
-        return p
-    m = F.unfold(mask[None, None], k)[0].t()
-    return p[(m != 0).all(1)]
+def _ref_mmd(P, Q, depth, estimator):
+    """MMD² of two patch sets from the dense kernel matrices (V- or U-statistic)."""
+    kpp, kqq, kpq = _ref_kernel(P, P, depth), _ref_kernel(Q, Q, depth), _ref_kernel(P, Q, depth)
+    if estimator == "biased":
+        return kpp.mean() + kqq.mean() - 2 * kpq.mean()
+    n_p, n_q = len(P), len(Q)
+    return ((kpp.sum() - kpp.diagonal().sum()) / (n_p * (n_p - 1))
+            + (kqq.sum() - kqq.diagonal().sum()) / (n_q * (n_q - 1)) - 2 * kpq.mean())
 
 
 def ref_patch_mmd(x, y, patch_size, depth, estimator="biased", levels=1, level_weights=None,
@@ -68,34 +72,10 @@ def ref_patch_mmd(x, y, patch_size, depth, estimator="biased", levels=1, level_w
                 xi, yi = F.avg_pool2d(xi[None], 2)[0], F.avg_pool2d(yi[None], 2)[0]
                 mx = None if mx is None else (F.avg_pool2d(mx[None, None], 2)[0, 0] == 1).double()
                 my = None if my is None else (F.avg_pool2d(my[None, None], 2)[0, 0] == 1).double()
-            P, Q = _ref_patches(xi, mx, patch_size), _ref_patches(yi, my, patch_size)
-            kpp, kqq, kpq = (_ref_kernel(P, P, depth), _ref_kernel(Q, Q, depth),
-                             _ref_kernel(P, Q, depth))
-            if estimator == "biased":
-                mmd = kpp.mean() + kqq.mean() - 2 * kpq.mean()
-            else:
-                n_p, n_q = len(P), len(Q)
-                mmd = ((kpp.sum() - kpp.diagonal().sum()) / (n_p * (n_p - 1))
-                       + (kqq.sum() - kqq.diagonal().sum()) / (n_q * (n_q - 1)) - 2 * kpq.mean())
-            total = total + lweights[level] * mmd
+            P, Q = _ref_patches(xi, mx, patch_size, 1), _ref_patches(yi, my, patch_size, 1)
+            total = total + lweights[level] * _ref_mmd(P, Q, depth, estimator)
         out.append(torch.as_tensor(total, dtype=torch.float64))
     return torch.stack(out)
-
-
-def _rand(*shape, seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(*shape, generator=g, dtype=torch.float64).to(dtype)
-
-
-def _rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    return float(((a - b).abs() / b.abs().clamp_min(1e-30)).max())
-
-
-def _masks(seed, n, h, w):
-    m = (_rand(n, h, w, seed=seed) > 0.1).double()
-    m[:, :3, :4] = 0
-    return m
 
 
 def test_reference_kernel_is_the_closed_form():
@@ -178,14 +158,8 @@ def test_gradient_matches_autograd_of_reference(estimator):
     def ref(x, y):  # the reference is differentiable (no zero patch here)
         out = []
         for n in range(2):
-            P, Q = _ref_patches(x[n], mx[n], 3), _ref_patches(y[n], None, 3)
-            kpp, kqq, kpq = _ref_kernel(P, P, 3), _ref_kernel(Q, Q, 3), _ref_kernel(P, Q, 3)
-            if estimator == "biased":
-                out.append(kpp.mean() + kqq.mean() - 2 * kpq.mean())
-            else:
-                a, b = len(P), len(Q)
-                out.append((kpp.sum() - kpp.diagonal().sum()) / (a * (a - 1))
-                           + (kqq.sum() - kqq.diagonal().sum()) / (b * (b - 1)) - 2 * kpq.mean())
+            P, Q = _ref_patches(x[n], mx[n], 3, 1), _ref_patches(y[n], None, 3, 1)
+            out.append(_ref_mmd(P, Q, 3, estimator))
         return torch.stack(out)
 
     w = torch.tensor([0.3, -1.2], dtype=torch.float64)
