@@ -220,7 +220,8 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
               target_weight: Optional[Tensor] = None, patch_size: int = 7, stride: int = 1,
               sigmas: Optional[Sequence[float]] = None,
               sigma_weights: Optional[Sequence[float]] = None, kernel: str = "gaussian",
-              depth: Optional[int] = None, estimator: str = "biased", levels: int = 1, level_weights: Optional[Sequence[float]] = None,
+              depth: Optional[int] = None, estimator: str = "biased", levels: int = 1,
+              level_weights: Optional[Sequence[float]] = None,
               method: str = "exact", block_size: int = 512, num_features: int = 1024,
               max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
               max_size: Optional[int] = None, seed: int = 0, redraw: bool = False,
@@ -455,7 +456,8 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                     Q, b = Q[:, iq], b[:, iq]
             weighted = mx is not None or my is not None
             use_exact = spec.method == "exact" or (
-                spec.method == "auto" and _auto_is_exact(spec, max(P.shape[1], Q.shape[1]), P.shape[2]))
+                spec.method == "auto"
+                and _auto_is_exact(spec, max(P.shape[1], Q.shape[1]), P.shape[2]))
             lam = spec.level_weights[level]
             if spec.kernel == "random_cnn":
                 kernel = ArcCosineKernel(spec.depth, P.shape[2])
