@@ -1,6 +1,6 @@
 """Benchmark of the patch-MMD loss: exact blocked vs naive dense vs geomloss vs random features.
 
-    python tools/benchmark.py patch-mmd [--device cpu|cuda] [--quick]
+    python tools/benchmark.py patch-mmd [--device cpu|cuda] [--quick] [--kernels [N]]
 
 Every case is a forward and a backward pass of the MMD² between two images with 7x7 RGB patches
 (d = 147) at stride 1; N is the number of patches per image. Times and peak memories are reported
@@ -21,6 +21,10 @@ default (N = 8k with ``--quick``). Table 2 is the SR training shapes: batches of
 MMagic's DIV2K configs train on (96, 128 and 196; only 96 with ``--quick``), with the default 4
 bandwidths, against a 2x down-and-up-sampled prediction, for several ``num_features``; the errors are
 averaged over ``SR_SEEDS`` feature draws.
+
+``--kernels N`` prints instead one table at N patches (2025 by default): the exact method with
+``kernel='random_cnn'`` (depth 7) against the exact Gaussian sums (one and four bandwidths), timed in
+turns in the same process.
 """
 from __future__ import annotations
 
@@ -231,12 +235,35 @@ def run(device: torch.device, quick: bool) -> List[dict]:
     return rows
 
 
+def kernel_rows(device: torch.device, n: int = 2025) -> List[dict]:
+    """The exact method per kernel at ``n`` patches (a key of ``SIDES``), fwd+bwd, in turns."""
+    x = _image(SIDES[n], seed=n).to(device)
+    y = _degrade(x.cpu()).to(device)
+    fns = {"gaussian, 1 sigma": lambda a, b: patch_mmd(a, b, patch_size=PATCH, sigmas=(SIGMA,)),
+           "gaussian, 4 sigmas": lambda a, b: patch_mmd(a, b, patch_size=PATCH),
+           "random_cnn, depth 7": lambda a, b: patch_mmd(a, b, patch_size=PATCH, kernel="random_cnn")}
+    cases = _measure(fns, x, y, device)
+    base = cases["gaussian, 1 sigma"]["time_s"]
+    for c in cases.values():
+        c.pop("value")
+        c.update(table="kernels", N=n, time_vs_gaussian=c["time_s"] / base)
+    return list(cases.values())
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="smaller sweep (a few minutes on a CPU)")
+    parser.add_argument("--kernels", type=int, nargs="?", const=2025, choices=sorted(SIDES),
+                        metavar="N", help="only compare the exact kernels at N patches (2025)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.kernels:
+        print(f"## Patch-MMD exact, fwd+bwd, 7x7 RGB patches, per kernel, {device}, "
+              f"{torch.get_num_threads()} threads\n")
+        print(format_table(kernel_rows(device, args.kernels),
+                           ["N", "method", "time_s", "time_vs_gaussian", "peak_mib"]))
+        return
     rows = run(device, args.quick)
     print(f"## Patch-MMD, fwd+bwd, 7x7 RGB patches (d = 147), one sigma = {SIGMA}, {device}, "
           f"{torch.get_num_threads()} threads\n")

@@ -209,9 +209,12 @@ def _mmd_random_features(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, features, e
     a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
     if not per_sigma:
         s_pp, s_qq, s_pq = mp.pow(2).sum(1), mq.pow(2).sum(1), (mp * mq).sum(1)
-        return _combine(s_pp, s_qq, s_pq, a64, b64, estimator, float(sum(weights))).to(P.dtype)
+        w = float(sum(weights))
+        return _combine(s_pp, s_qq, s_pq, a64, b64, estimator, w * a64.pow(2).sum(1),
+                        w * b64.pow(2).sum(1)).to(P.dtype)
     n, count = mp.shape[0], len(weights)
     mp, mq = mp.view(n, count, -1), mq.view(n, count, -1)
     s_pp, s_qq, s_pq = mp.pow(2).sum(2), mq.pow(2).sum(2), (mp * mq).sum(2)
-    return [_combine(s_pp[:, i], s_qq[:, i], s_pq[:, i], a64, b64, estimator, w).to(P.dtype)
+    return [_combine(s_pp[:, i], s_qq[:, i], s_pq[:, i], a64, b64, estimator, w * a64.pow(2).sum(1),
+                     w * b64.pow(2).sum(1)).to(P.dtype)
             for i, w in enumerate(weights)]

@@ -29,14 +29,17 @@ import torch
 from torch import Tensor, nn
 
 from ._kernel_sums import _mmd_exact
+from ._patch_kernels import ArcCosineKernel, GaussianKernel
 from ._patch_sets import _downsample, _shrink, _subset_indices, extract_patches
+from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
 from ._utils import (as_weight_mask, check_choice, check_image, check_max_size, check_positive_int,
                      check_reduction, check_seed, check_validate_args, compute_dtype,
                      reduce_per_sample, reduced_size, seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
-           "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO"]
+           "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
+           "DEFAULT_RANDOM_CNN_DEPTH", "AUTO_RANDOM_CNN_RATIO", "AUTO_RANDOM_CNN_LAYER_COST"]
 
 #: Bandwidths, as multiples of ``patch_size ** 2``, of the default sum of Gaussian kernels.
 #: Taken from the code that continues Amir and Weiss' work (github.com/ariel415el/
@@ -52,7 +55,25 @@ DEFAULT_SIGMA_FACTORS: Tuple[float, ...] = (0.1, 0.05, 0.025, 0.01)
 #: 500 patches with the defaults).
 AUTO_EXACT_RATIO: float = 0.1
 
+#: With ``kernel='random_cnn'``, ``method='auto'`` computes the exact MMD while the larger patch set
+#: of a level holds at most ``AUTO_RANDOM_CNN_RATIO * F (d + (depth - 1) F) / (d +
+#: AUTO_RANDOM_CNN_LAYER_COST * depth)`` patches (``F = num_features``): the network costs ``F (d +
+#: (depth - 1) F)`` products per patch, a kernel value ``d`` products and one arc-cosine step per
+#: layer (an arccos, a square root and a few products, forward and backward: about 20 products).
+#: The ratio is the break-even measured on the CPU (fwd+bwd, 2 threads, d = 27 and 147, depth 1 to
+#: 7, 64 to 256 features: 0.04 to 0.25, on a loaded machine, hence only to a factor of 3). With the
+#: defaults (7x7 RGB patches, depth 7, 1024 features) the exact sums run up to about 2,200 patches.
+AUTO_RANDOM_CNN_RATIO: float = 0.1
+AUTO_RANDOM_CNN_LAYER_COST: float = 20.0
+
 _ESTIMATORS = ("biased", "unbiased")
+_KERNELS = ("gaussian", "random_cnn")
+
+#: ReLU layers of the random CNN that ``kernel='random_cnn'`` stands for by default: the network of
+#: the code that continues Amir and Weiss' work is a 3x3 convolution followed by six 1x1
+#: convolutions; reading each convolution as followed by its ReLU (our reading of that code, not a
+#: statement of the paper) gives 7.
+DEFAULT_RANDOM_CNN_DEPTH: int = 7
 _METHODS = ("exact", "random_features", "auto")
 
 
@@ -101,7 +122,8 @@ class PatchMMDSpec:
     """The settings of Patch-MMD, checked once (see :func:`patch_mmd` for their meaning).
 
     ``sigmas``, ``sigma_weights`` and ``level_weights`` given as ``None`` are resolved to their
-    defaults (:func:`default_sigmas`, equal weights summing to 1), so a spec holds plain tuples.
+    defaults (:func:`default_sigmas`, equal weights summing to 1), so a spec holds plain tuples;
+    with ``kernel='random_cnn'`` the first two are ``()`` and ``depth`` is resolved (7 by default).
 
     Example:
         >>> PatchMMDSpec(patch_size=3).sigmas
@@ -112,6 +134,8 @@ class PatchMMDSpec:
     stride: int = 1
     sigmas: Optional[Tuple[float, ...]] = None
     sigma_weights: Optional[Tuple[float, ...]] = None
+    kernel: str = "gaussian"
+    depth: Optional[int] = None
     estimator: str = "biased"
     levels: int = 1
     level_weights: Optional[Tuple[float, ...]] = None
@@ -137,9 +161,24 @@ class PatchMMDSpec:
         check_choice(self.method, _METHODS, "method")
         if self.accumulate_dtype is not None:
             compute_dtype(accumulate=self.accumulate_dtype)  # validates it
-        put("sigmas", _check_sigmas(self.sigmas, self.patch_size))
-        put("sigma_weights", _check_weights(self.sigma_weights, len(self.sigmas), "sigma_weights",
-                                            "sigma"))
+        check_choice(self.kernel, _KERNELS, "kernel")
+        if self.kernel == "random_cnn":
+            given = [name for name in ("sigmas", "sigma_weights")
+                     if getattr(self, name) not in (None, ())]
+            if given:
+                raise ValueError(f"{', '.join(f'`{n}`' for n in given)} set the Gaussian kernels and "
+                                 f"do not apply with `kernel`='random_cnn' (which has `depth`)")
+            put("sigmas", ())
+            put("sigma_weights", ())
+            put("depth", DEFAULT_RANDOM_CNN_DEPTH if self.depth is None
+                else check_positive_int(self.depth, "depth"))
+        else:
+            if self.depth is not None:
+                raise ValueError(f"`depth` applies only to `kernel`='random_cnn', got depth="
+                                 f"{self.depth!r} with `kernel`={self.kernel!r}")
+            put("sigmas", _check_sigmas(self.sigmas, self.patch_size))
+            put("sigma_weights", _check_weights(self.sigma_weights, len(self.sigmas),
+                                                "sigma_weights", "sigma"))
         put("level_weights", _check_weights(self.level_weights, self.levels, "level_weights",
                                             "level"))
         put("max_size", check_max_size(self.max_size))
@@ -180,8 +219,9 @@ def _check_sizes(pred: Tensor, target: Tensor, spec: PatchMMDSpec) -> None:
 def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
               target_weight: Optional[Tensor] = None, patch_size: int = 7, stride: int = 1,
               sigmas: Optional[Sequence[float]] = None,
-              sigma_weights: Optional[Sequence[float]] = None, estimator: str = "biased",
-              levels: int = 1, level_weights: Optional[Sequence[float]] = None,
+              sigma_weights: Optional[Sequence[float]] = None, kernel: str = "gaussian",
+              depth: Optional[int] = None, estimator: str = "biased", levels: int = 1,
+              level_weights: Optional[Sequence[float]] = None,
               method: str = "exact", block_size: int = 512, num_features: int = 1024,
               max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
               max_size: Optional[int] = None, seed: int = 0, redraw: bool = False,
@@ -215,6 +255,28 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     textured photograph they rank a 1-pixel translation far below a blur or a noise of the same L2
     distance (see the tests).
 
+    Kernel ``'random_cnn'``: instead of the Gaussians, the kernel that the theorem's network induces.
+    A random CNN of ``depth`` :math:`L` ReLU layers, a ``k x k`` convolution (fan-in :math:`d`) then
+    :math:`L - 1` 1x1 convolutions of width :math:`W`, Kaiming-normal weights (variance
+    :math:`2/\mathrm{fan\_in}`), no bias, then global average pooling over the (unpadded) image, has
+    the perceptual distance :math:`\lVert \bar\phi(P) - \bar\phi(Q)\rVert^2 / W`. As
+    :math:`W \to \infty`, :math:`\phi(p)\cdot\phi(q) / W \to K(p, q)` with
+
+    .. math::
+
+        K(p, q) = \frac{|p|\,|q|}{d}\, H(c), \quad c = \frac{p\cdot q}{|p|\,|q|}, \quad
+        h(c) = \frac{\sqrt{1 - c^2} + (\pi - \arccos c)\, c}{\pi}, \quad H = h^{\circ L},
+
+    the order-1 arc-cosine kernel (Cho and Saul, NeurIPS 2009) composed once per layer, and the
+    distance tends to the biased MMD² above with :math:`k = K` (Amir and Weiss' theorem for this
+    network). :math:`K(p, p) = |p|^2 / d` is not constant and :math:`K` is not translation invariant:
+    the scale and offset of the images matter (centred images spread the patches' angles). The
+    gradient uses :math:`h'(c) = (\pi - \arccos c)/\pi` (bounded); a zero patch (a black region) gets
+    a finite value and gradient. ``depth`` defaults to 7 (``DEFAULT_RANDOM_CNN_DEPTH``): the code
+    that continues Amir and Weiss' work uses a 3x3 convolution and six 1x1 convolutions; that each
+    has its ReLU is our reading of it. ``sigmas`` and ``sigma_weights`` do not apply (an error).
+    ``'unbiased'`` subtracts the exact diagonal :math:`\sum_i a_i^2 |p_i|^2 / d`.
+
     Methods:
 
     * ``'exact'``: all kernel sums, computed in ``block_size x block_size`` blocks by a custom
@@ -237,7 +299,14 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     * ``'auto'``: per pyramid level, ``'exact'`` while the larger patch set holds at most
       ``AUTO_EXACT_RATIO * num_features * len(sigmas)`` patches (0.1 * 1024 * 4 = 409 with the
       defaults, e.g. images up to 26x26 with 7x7 patches), ``'random_features'`` above: about the
-      size at which the two cost the same on the CPU.
+      size at which the two cost the same on the CPU. With ``kernel='random_cnn'`` the random
+      features are the finite network itself, :math:`z(p) = \mathrm{relu}(W_L^\top \cdots
+      \mathrm{relu}(W_1^\top p)) / \sqrt{F}` with ``F = num_features`` channels per layer, drawn and
+      cached like the Fourier features (``redraw`` honoured); it costs :math:`F (d + (L - 1) F)`
+      products per patch, so ``'auto'`` switches to it only for many patches
+      (``AUTO_RANDOM_CNN_RATIO``). Its error falls as :math:`1/\sqrt F`; ``'unbiased'``
+      subtracts the exact diagonal, the expectation of :math:`|z(p)|^2`, so it stays unbiased over
+      the draw.
 
     Everything is computed in float32 (float64 for float64 inputs, or as ``accumulate_dtype`` asks)
     with autocast disabled: float16 or bfloat16 inputs are upcast before the
@@ -258,6 +327,9 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         stride: step between patches.
         sigmas: kernel bandwidths; ``None`` for :func:`default_sigmas` ``(patch_size)``.
         sigma_weights: kernel weights :math:`w_s`; ``None`` for equal weights summing to 1.
+        kernel: ``'gaussian'`` (the sum of Gaussians, default) or ``'random_cnn'`` (the kernel of
+            an infinitely wide random ReLU CNN, see above).
+        depth: ReLU layers of that CNN (``kernel='random_cnn'`` only); ``None`` for 7.
         estimator: ``'biased'`` or ``'unbiased'``.
         levels: number of pyramid levels (each level halves the size). Every level must hold at
             least one patch.
@@ -281,7 +353,8 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         return_terms: also return the breakdown ``{(level, sigma): (N,)}``: each bandwidth's
             share of each level, :math:`\lambda_l w_s \mathrm{MMD}^2_{l,s}`; the terms sum to
             the total. Costs one pass of the exact sums per bandwidth (the random features are
-            split at no extra cost).
+            split at no extra cost). With ``kernel='random_cnn'``, one term per level, key
+            ``(level, 'random_cnn')``.
         validate_args: check the inputs' values (NaN, Inf, negative weights), which reads them on
             the host; pass ``False`` on a training path (shapes and settings are always checked).
 
@@ -307,9 +380,13 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         torch.Size([2])
         >>> bool((patch_mmd(pred, pred, patch_size=5) < 1e-6).all())
         True
+        >>> cnn = patch_mmd(pred - 0.5, target - 0.5, patch_size=3, kernel="random_cnn", depth=7)
+        >>> cnn.shape, bool((cnn > 0).all())
+        (torch.Size([2]), True)
     """
     spec = PatchMMDSpec(patch_size=patch_size, stride=stride, sigmas=sigmas,
-                        sigma_weights=sigma_weights, estimator=estimator, levels=levels,
+                        sigma_weights=sigma_weights, kernel=kernel, depth=depth,
+                        estimator=estimator, levels=levels,
                         level_weights=level_weights, method=method, block_size=block_size,
                         num_features=num_features, max_patches=max_patches,
                         accumulate_dtype=accumulate_dtype, max_size=max_size)
@@ -318,6 +395,16 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     return _patch_mmd(pred, target, weight, target_weight, spec, check_seed(seed),
                       generator if (redraw or generator is not None) else None,
                       return_terms, check_validate_args(validate_args))
+
+
+def _auto_is_exact(spec: PatchMMDSpec, patches: int, dim: int) -> bool:
+    """``method='auto'``: whether the exact sums are the cheaper for a level of ``patches`` patches."""
+    if spec.kernel == "gaussian":
+        return patches <= AUTO_EXACT_RATIO * spec.num_features * len(spec.sigmas)
+    width = spec.num_features
+    features = width * (dim + (spec.depth - 1) * width)  # products per patch of the network
+    pair = dim + AUTO_RANDOM_CNN_LAYER_COST * spec.depth  # cost of one kernel value, in products
+    return patches <= AUTO_RANDOM_CNN_RATIO * features / pair
 
 
 @functools.lru_cache(maxsize=None)
@@ -370,13 +457,30 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             weighted = mx is not None or my is not None
             use_exact = spec.method == "exact" or (
                 spec.method == "auto"
-                and max(P.shape[1], Q.shape[1]) <= AUTO_EXACT_RATIO * spec.num_features * len(sigmas))
+                and _auto_is_exact(spec, max(P.shape[1], Q.shape[1]), P.shape[2]))
+            lam = spec.level_weights[level]
+            if spec.kernel == "random_cnn":
+                kernel = ArcCosineKernel(spec.depth, P.shape[2])
+                if use_exact:
+                    mmd = _mmd_exact(P, Q, a, b, kernel, spec.estimator, spec.block_size)
+                else:
+                    layers = (_draw_cnn_weights(P.shape[2], spec.num_features, spec.depth, draw,
+                                                P.device, dtype) if draw is not None else
+                              _fixed_cnn_weights(P.shape[2], spec.num_features, spec.depth, seed,
+                                                 P.device, dtype))
+                    mmd = _mmd_random_cnn(P, Q, a, b, layers, spec.estimator, weighted, kernel)
+                mmd = mmd * lam
+                if return_terms:
+                    terms[(level, "random_cnn")] = mmd
+                total = mmd if total is None else total + mmd
+                continue
             if use_exact:
                 if return_terms:
-                    per_sigma = [_mmd_exact(P, Q, a, b, (s,), (w,), spec.estimator, spec.block_size)
-                                 for s, w in zip(sigmas, weights)]
+                    per_sigma = [_mmd_exact(P, Q, a, b, GaussianKernel((s,), (w,)), spec.estimator,
+                                            spec.block_size) for s, w in zip(sigmas, weights)]
                 else:
-                    mmd = _mmd_exact(P, Q, a, b, sigmas, weights, spec.estimator, spec.block_size)
+                    mmd = _mmd_exact(P, Q, a, b, GaussianKernel(sigmas, weights), spec.estimator,
+                                     spec.block_size)
             else:
                 if draw is not None:
                     feats = _draw_features(P.shape[2], spec.num_features, sigmas, weights, draw,
@@ -390,7 +494,6 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                     per_sigma = out
                 else:
                     mmd = out
-            lam = spec.level_weights[level]
             if return_terms:
                 for s, v in zip(sigmas, per_sigma):
                     terms[(level, s)] = v * lam
@@ -491,7 +594,8 @@ class PatchMMDLoss(nn.Module):
         validate_args: check input values on the host (NaN, Inf, negative weights); default True.
             Adapters pass False on the training path.
         **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
-            ``sigma_weights``, ``estimator='biased'``, ``levels=1``, ``level_weights``,
+            ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,
+            ``levels=1``, ``level_weights``,
             ``method='exact'``, ``block_size=512``, ``num_features=1024``, ``max_patches``,
             ``accumulate_dtype``, ``max_size``), as in :func:`patch_mmd`.
 
@@ -533,7 +637,9 @@ class PatchMMDLoss(nn.Module):
 
     def extra_repr(self) -> str:
         s = self.spec
-        return (f"patch_size={s.patch_size}, stride={s.stride}, sigmas={s.sigmas}, "
+        kernel = (f"sigmas={s.sigmas}" if s.kernel == "gaussian"
+                  else f"kernel='random_cnn', depth={s.depth}")
+        return (f"patch_size={s.patch_size}, stride={s.stride}, {kernel}, "
                 f"estimator={s.estimator!r}, levels={s.levels}, method={s.method!r}, "
                 f"squared={self.squared}, reduction={self.reduction!r}, "
                 f"loss_weight={self.loss_weight}")

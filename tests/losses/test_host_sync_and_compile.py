@@ -21,6 +21,11 @@ LOSSES = {
     "patch_mmd_exact": lambda **kw: PatchMMDLoss(patch_size=3, levels=2, **kw),
     "patch_mmd_random_features": lambda **kw: PatchMMDLoss(
         patch_size=3, method="random_features", num_features=16, estimator="unbiased", **kw),
+    "patch_mmd_random_cnn": lambda **kw: PatchMMDLoss(
+        patch_size=3, kernel="random_cnn", levels=2, estimator="unbiased", **kw),
+    "patch_mmd_random_cnn_features": lambda **kw: PatchMMDLoss(
+        patch_size=3, kernel="random_cnn", depth=3, method="random_features", num_features=16,
+        estimator="unbiased", **kw),
     "patch_mmd_segmentation": lambda **kw: PatchMMDLoss(
         **{**tasks.task_defaults("segmentation", "patch_mmd"), "max_size": 12}, **kw),
 }
@@ -91,7 +96,8 @@ def _compiled_matches_eager(loss, fullgraph):
     torch.testing.assert_close(g_got, g_expected)
 
 
-@pytest.mark.parametrize("name", ["random_cnn", "random_cnn_balance_target", "patch_mmd_exact"])
+@pytest.mark.parametrize("name", ["random_cnn", "random_cnn_balance_target", "patch_mmd_exact",
+                                  "patch_mmd_random_cnn"])
 def test_compiles_in_one_graph(name):
     _compiled_matches_eager(LOSSES[name](validate_args=False), fullgraph=True)
 

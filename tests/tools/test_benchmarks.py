@@ -37,3 +37,13 @@ def test_bench_patch_mmd_tables_on_tiny_shapes(monkeypatch):
     for r in sr[1:]:
         # the MMD's error is about half the MMD²'s; both are averages over draws, not 0
         assert 0 < r["mmd_rel_err"] < r["rel_err"] and r["loss_rel_err"] >= 0
+
+
+def test_bench_patch_mmd_kernels_table(monkeypatch, capsys):
+    monkeypatch.setattr(bench_patch_mmd, "SIDES", {100: 16})
+    bench_patch_mmd.main(["--device", "cpu", "--kernels", "100"])
+    out = capsys.readouterr().out
+    assert "random_cnn, depth 7" in out and "time_vs_gaussian" in out
+    rows = bench_patch_mmd.kernel_rows(torch.device("cpu"), 100)
+    assert [r["method"] for r in rows] == ["gaussian, 1 sigma", "gaussian, 4 sigmas", "random_cnn, depth 7"]
+    assert rows[0]["time_vs_gaussian"] == 1 and all(r["time_s"] > 0 for r in rows)
