@@ -17,6 +17,11 @@ LOSSES = {
     "patch_mmd_exact": lambda **kw: PatchMMDLoss(patch_size=3, levels=2, **kw),
     "patch_mmd_random_features": lambda **kw: PatchMMDLoss(
         patch_size=3, method="random_features", num_features=16, estimator="unbiased", **kw),
+    "patch_mmd_windows_exact": lambda **kw: PatchMMDLoss(
+        patch_size=3, window_size=6, window_stride=4, normalize="channel_mean", levels=2, **kw),
+    "patch_mmd_windows_random_features": lambda **kw: PatchMMDLoss(
+        patch_size=3, window_size=8, normalize="mean", method="random_features", num_features=16,
+        **kw),
     "patch_mmd_segmentation": lambda **kw: PatchMMDLoss(
         **{**tasks.task_defaults("segmentation", "patch_mmd"), "max_size": 12}, **kw),
 }
@@ -87,7 +92,7 @@ def _compiled_matches_eager(loss, fullgraph):
     torch.testing.assert_close(g_got, g_expected)
 
 
-@pytest.mark.parametrize("name", ["random_cnn", "patch_mmd_exact"])
+@pytest.mark.parametrize("name", ["random_cnn", "patch_mmd_exact", "patch_mmd_windows_exact"])
 def test_compiles_in_one_graph(name):
     _compiled_matches_eager(LOSSES[name](validate_args=False), fullgraph=True)
 
