@@ -563,9 +563,14 @@ def test_max_size_keeps_masked_pixels_out_of_the_gradient():
     assert torch.count_nonzero(x.grad) > 0
 
 
-def test_max_size_smaller_than_a_patch_is_an_error():
-    with pytest.raises(ValueError, match="max_size"):
-        patch_mmd(torch.rand(1, 1, 40, 40), torch.rand(1, 1, 40, 40), patch_size=7, max_size=5)
+def test_max_size_smaller_than_a_patch_pads_to_one_patch():
+    # resized to 5x5, then replicate-padded to one 7x7 patch: the same as padding a 5x5 image
+    x, y = torch.rand(1, 1, 40, 40, dtype=torch.float64), torch.rand(1, 1, 40, 40, dtype=torch.float64)
+    small = [F.interpolate(t, size=(5, 5), mode="area") for t in (x, y)]
+    padded = [F.pad(t, (0, 2, 0, 2), mode="replicate") for t in small]
+    out = patch_mmd(x, y, patch_size=7, max_size=5)
+    assert torch.isfinite(out).all() and out > 0
+    assert torch.allclose(out, patch_mmd(*padded, patch_size=7), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

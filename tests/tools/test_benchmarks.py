@@ -37,3 +37,13 @@ def test_bench_patch_mmd_tables_on_tiny_shapes(monkeypatch):
     for r in sr[1:]:
         # the MMD's error is about half the MMD²'s; both are averages over draws, not 0
         assert 0 < r["mmd_rel_err"] < r["rel_err"] and r["loss_rel_err"] >= 0
+
+
+def test_bench_patch_mmd_windows_on_tiny_shapes():
+    from randperc_plugins.benchmarks import patch_mmd_windows
+
+    rows = patch_mmd_windows.run(torch.device("cpu"), side=40, batch=1, repeat=1, patch_sizes=(3,))
+    assert [(r["patch"], r["method"]) for r in rows] == [("3x3", "exact"), ("3x3", "random_features")]
+    for r in rows:
+        assert r["whole_s"] > 0 and r["windows_s"] > 0
+        assert math.isclose(r["time_ratio"], r["windows_s"] / r["whole_s"])
