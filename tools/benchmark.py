@@ -6,6 +6,7 @@
 Subcommands (modules of ``randperc_plugins.benchmarks``):
     random-cnn   random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss
     patch-mmd    exact blocked patch-MMD against dense, geomloss and random features
+    patch-mmd-windows  patch-MMD over 32x32 windows against the whole image (SR batch)
     mmseg-step   PSPNet-R50 train step with and without each loss (one-line configs)
 
 ``all`` runs the loss benchmarks (random-cnn, patch-mmd). On a CPU the shapes are reduced (each table

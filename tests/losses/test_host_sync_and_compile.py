@@ -26,6 +26,11 @@ LOSSES = {
     "patch_mmd_random_cnn_features": lambda **kw: PatchMMDLoss(
         patch_size=3, kernel="random_cnn", depth=3, method="random_features", num_features=16,
         estimator="unbiased", **kw),
+    "patch_mmd_windows_exact": lambda **kw: PatchMMDLoss(
+        patch_size=3, window_size=6, window_stride=4, normalize="channel_mean", levels=2, **kw),
+    "patch_mmd_windows_random_features": lambda **kw: PatchMMDLoss(
+        patch_size=3, window_size=8, normalize="mean", method="random_features", num_features=16,
+        **kw),
     "patch_mmd_segmentation": lambda **kw: PatchMMDLoss(
         **{**tasks.task_defaults("segmentation", "patch_mmd"), "max_size": 12}, **kw),
 }
@@ -97,7 +102,7 @@ def _compiled_matches_eager(loss, fullgraph):
 
 
 @pytest.mark.parametrize("name", ["random_cnn", "random_cnn_balance_target", "patch_mmd_exact",
-                                  "patch_mmd_random_cnn"])
+                                  "patch_mmd_random_cnn", "patch_mmd_windows_exact"])
 def test_compiles_in_one_graph(name):
     _compiled_matches_eager(LOSSES[name](validate_args=False), fullgraph=True)
 

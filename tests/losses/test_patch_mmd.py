@@ -425,11 +425,8 @@ def test_unbiased_with_one_valid_patch_is_defined():
 # Errors
 # ----------------------------------------------------------------------------------------------
 def test_errors_name_argument_and_sizes():
+    # (images smaller than a patch are padded: tests/losses/test_patch_mmd_windows.py)
     x = torch.rand(1, 3, 8, 8)
-    with pytest.raises(ValueError, match=r"`pred`.*6x8.*`patch_size`=7"):
-        patch_mmd(torch.rand(1, 3, 6, 8), torch.rand(1, 3, 9, 9), patch_size=7)
-    with pytest.raises(ValueError, match=r"`target`.*4x9"):
-        patch_mmd(x, torch.rand(1, 3, 4, 9), patch_size=5)
     with pytest.raises(ValueError, match=r"channels.*3.*1"):
         patch_mmd(x, torch.rand(1, 1, 8, 8), patch_size=3)
     with pytest.raises(TypeError, match=r"`pred`.*floating.*torch.int64"):
@@ -441,8 +438,6 @@ def test_errors_name_argument_and_sizes():
     bad[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"`pred`.*Inf"):
         patch_mmd(bad, x, patch_size=3)
-    with pytest.raises(ValueError, match=r"`levels`=3.*2x2"):
-        patch_mmd(x, x, patch_size=3, levels=3)
     with pytest.raises(ValueError, match=r"`estimator`"):
         patch_mmd(x, x, patch_size=3, estimator="u")
     with pytest.raises(ValueError, match=r"`method`"):
@@ -568,9 +563,14 @@ def test_max_size_keeps_masked_pixels_out_of_the_gradient():
     assert torch.count_nonzero(x.grad) > 0
 
 
-def test_max_size_smaller_than_a_patch_is_an_error():
-    with pytest.raises(ValueError, match="max_size"):
-        patch_mmd(torch.rand(1, 1, 40, 40), torch.rand(1, 1, 40, 40), patch_size=7, max_size=5)
+def test_max_size_smaller_than_a_patch_pads_to_one_patch():
+    # resized to 5x5, then replicate-padded to one 7x7 patch: the same as padding a 5x5 image
+    x, y = torch.rand(1, 1, 40, 40, dtype=torch.float64), torch.rand(1, 1, 40, 40, dtype=torch.float64)
+    small = [F.interpolate(t, size=(5, 5), mode="area") for t in (x, y)]
+    padded = [F.pad(t, (0, 2, 0, 2), mode="replicate") for t in small]
+    out = patch_mmd(x, y, patch_size=7, max_size=5)
+    assert torch.isfinite(out).all() and out > 0
+    assert torch.allclose(out, patch_mmd(*padded, patch_size=7), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,3 +47,13 @@ def test_bench_patch_mmd_kernels_table(monkeypatch, capsys):
     rows = bench_patch_mmd.kernel_rows(torch.device("cpu"), 100)
     assert [r["method"] for r in rows] == ["gaussian, 1 sigma", "gaussian, 4 sigmas", "random_cnn, depth 7"]
     assert rows[0]["time_vs_gaussian"] == 1 and all(r["time_s"] > 0 for r in rows)
+
+
+def test_bench_patch_mmd_windows_on_tiny_shapes():
+    from randperc_plugins.benchmarks import patch_mmd_windows
+
+    rows = patch_mmd_windows.run(torch.device("cpu"), side=40, batch=1, repeat=1, patch_sizes=(3,))
+    assert [(r["patch"], r["method"]) for r in rows] == [("3x3", "exact"), ("3x3", "random_features")]
+    for r in rows:
+        assert r["whole_s"] > 0 and r["windows_s"] > 0
+        assert math.isclose(r["time_ratio"], r["windows_s"] / r["whole_s"])
