@@ -338,3 +338,26 @@ def test_settings_are_checked_in_the_spec():
         patch_mmd_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), window=8)
     text = repr(PatchMMDLoss(patch_size=3, window_size=32, normalize="mean"))
     assert "window_size=32, window_stride=16" in text and "normalize='mean'" in text
+
+
+@pytest.mark.parametrize("normalize", ["none", "channel_mean"])
+@pytest.mark.parametrize("method", ["exact", "random_features"])
+def test_windows_and_normalisation_with_the_random_cnn_kernel(normalize, method):
+    from test_patch_mmd_kernel import _ref_mmd as ref_cnn_mmd  # the dense arc-cosine reference
+
+    x, y = _rand(2, 3, 13, 11, seed=3) - 0.5, _rand(2, 3, 13, 11, seed=4) - 0.5
+    mask = _mask(5, 2, 13, 11)
+    expected = []
+    for n in range(2):
+        values = [ref_cnn_mmd(_ref_set(x[n, :, r:r + 8, c:c + 8], mask[n, r:r + 8, c:c + 8], 3, 1, normalize),
+                              _ref_set(y[n, :, r:r + 8, c:c + 8], mask[n, r:r + 8, c:c + 8], 3, 1, normalize),
+                              3, "biased")
+                  for r in _ref_starts(13, 8, 4) for c in _ref_starts(11, 8, 4)]
+        values = [v for v, r in zip(values, [(r, c) for r in _ref_starts(13, 8, 4) for c in _ref_starts(11, 8, 4)])
+                  if (mask[n, r[0]:r[0] + 8, r[1]:r[1] + 8].unfold(0, 3, 1).unfold(1, 3, 1) != 0)
+                  .flatten(2).all(2).any()]
+        expected.append(sum(values) / len(values))
+    got = patch_mmd(x, y, mask, patch_size=3, kernel="random_cnn", depth=3, window_size=8, window_stride=4,
+                    normalize=normalize, method=method, num_features=8192)
+    tol = 1e-9 if method == "exact" else 0.1  # the finite network of width 8192 against its limit
+    assert _rel(got, torch.stack(expected)) < tol
