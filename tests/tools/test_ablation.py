@@ -32,7 +32,7 @@ def test_arms_are_overrides_merged_over_the_task_defaults():
     # an override replaces the default of the same key; the other defaults stay
     table = {"super_resolution": {"patch_mmd": {"rf": {"method": "random_features"}}}}
     assert arms_of("super_resolution", "patch_mmd", table)[1].resolved == {**defaults, "method": "random_features"}
-    p5 = arms_of("segmentation", "patch_mmd")[1]
+    p5 = {a.name: a for a in arms_of("segmentation", "patch_mmd")}["patch_mmd_p5"]
     assert (p5.name, p5.resolved["patch_size"], p5.resolved["max_size"]) == ("patch_mmd_p5", 5, 128)
 
 
