@@ -5,10 +5,11 @@ import importlib.util
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 import torch
+
+from train_runs import tool_env
 
 #: Tensor methods that read a tensor's value on the host: on a GPU each one waits for the stream.
 HOST_READS = ("__bool__", "item", "__int__", "__float__", "__index__", "tolist", "numpy")
@@ -66,19 +67,13 @@ def pytest_collection_modifyitems(config, items):
 def run_tool():
     """Run a command of ``tools/`` from the repository root as a user would, and return its output.
 
-    This environment's python comes first on PATH (the shell scripts call ``python``), the checkout,
-    tests/ (for test-only hooks) and ``pythonpath`` on PYTHONPATH, one OpenMP thread per process; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is
-    unset, since the tools must load checkpoints without it. A failed command fails the test with the
-    tail of its output.
+    The environment is ``train_runs.tool_env(pythonpath, **extra_env)``: this environment's python first
+    on PATH, the checkout and tests/ on PYTHONPATH, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` unset. A failed
+    command fails the test with the tail of its output.
     """
     def run(cmd, pythonpath=(), **extra_env):
-        env = dict(os.environ)
-        env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-        env["PYTHONPATH"] = os.pathsep.join([REPO, TESTS, *pythonpath, env.get("PYTHONPATH", "")])
-        env["OMP_NUM_THREADS"] = "1"
-        env.update(extra_env)
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, cwd=REPO, env=tool_env(pythonpath, **extra_env), capture_output=True,
+                              text=True, timeout=600)
         assert proc.returncode == 0, \
             f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
         return proc.stdout + proc.stderr

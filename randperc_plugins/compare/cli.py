@@ -12,7 +12,8 @@ from .report import summary_lines, write_report
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Compare runs against a baseline: final and best validation metrics (mean ± std over "
-                    "seeds, difference with a 95%% interval), per-class IoU, and training curves. Reads "
+                    "seeds, difference with a 95%% interval), per-class IoU of segmentation runs, and "
+                    "training curves. Reads "
                     "mmengine's vis_data/scalars.json (MMSegmentation, MMagic, MMDetection) or "
                     "detectron2's metrics.json; the framework is detected.")
     parser.add_argument("baseline", help="the baseline arm: a work dir, a folder of work dirs (seeds) or a "

@@ -3,11 +3,22 @@
 * mmengine (MMSegmentation, MMagic, MMDetection): ``<work_dir>/<timestamp>/vis_data/scalars.json``, one
   JSON object per line. Training lines carry ``iter`` and the loss terms; validation lines carry the
   metrics (``mIoU``, ``PSNR``, ``coco/segm_mAP``, ...) and a ``step`` that is the iteration, or the epoch
-  when the logger hook logs metrics by epoch. MMSegmentation prints its per-class IoU only as a text
-  table in ``<work_dir>/<timestamp>/<timestamp>.log``; it is read from there.
+  when the logger hook logs metrics by epoch (its default, which mmdet keeps: an iteration-based loop
+  then logs ``step`` 0). MMSegmentation prints its per-class IoU only as a text table in
+  ``<work_dir>/<timestamp>/<timestamp>.log``; it is read from there. mmdet's ``CocoMetric`` logs -1 for
+  a value COCO could not evaluate (no ground truth of that size): read as NaN; its per-category AP
+  (``classwise=True``: ``coco/<category>_precision``, one key for bbox and segm alike) is not a metric
+  of the table, nor is any value that is not a number.
 * detectron2: ``<output_dir>/metrics.json``, one JSON object per written iteration (``iteration``, the
   loss terms, and after an evaluation the evaluator's flattened results ``bbox/AP``, ``segm/AP``,
-  ``sem_seg/mIoU``, ``sem_seg/IoU-<class>``, ...).
+  ``sem_seg/mIoU``, ``sem_seg/IoU-<class>``, ...). Records are not in iteration order: an evaluation
+  between two writes gets a record of its own, or shares one with the losses of its iteration, and the
+  evaluation after the last step is written at ``max_iter``. COCOEvaluator writes NaN for what it could
+  not evaluate (``APl`` without large objects, every AP when the model made no prediction): kept as NaN.
+  Per-category AP (``segm/AP-<category>``) is not a metric of the table.
+
+Only semantic segmentation runs have per-class IoU; for the others ``Run.per_class`` is None and
+``Run.per_class_note`` empty.
 
 A work dir resumed in place holds several timestamped folders: they are read in order and a later
 record of the same iteration replaces an earlier one.
@@ -16,7 +27,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,6 +38,10 @@ __all__ = ["LogError", "Run", "read_run", "detect_framework"]
 D2_EVAL_PREFIXES = ("bbox/", "segm/", "sem_seg/", "keypoints/", "panoptic_seg/")
 # Non-metric values that mmengine logs beside the metrics of a validation.
 MMENGINE_VAL_BOOKKEEPING = {"step", "data_time", "time", "iter", "epoch", "lr", "memory"}
+# mmseg's IoUMetric logs these and prints a per-class table beside them.
+MMSEG_METRICS = ("mIoU", "mDice", "mFscore")
+# mmdet's CocoMetric with classwise=True: per-category AP, `coco/<category>_precision`.
+MMDET_PER_CATEGORY = re.compile(r"^coco/.+_precision$")
 # Lower is better for these metric names (matched case-insensitively on the last path component).
 LOWER_IS_BETTER = ("mae", "mse", "lpips", "fid", "niqe", "loss", "error")
 
@@ -41,11 +55,14 @@ class Run:
     """One training run's logged curves: ``losses[name] = (iters, values)``, ``metrics`` likewise."""
 
     path: str
-    framework: str  # 'mmengine' or 'detectron2'
+    # 'mmseg', 'mmagic', 'mmdet' (the default_scope of the config mmengine saved with the run),
+    # 'mmengine' (an mmengine run whose config says no scope) or 'detectron2'
+    framework: str
     losses: Dict[str, tuple] = field(default_factory=dict)
     metrics: Dict[str, tuple] = field(default_factory=dict)
     # per_class[class_name] = IoU at each validation (same iterations as the metrics); None when
-    # the framework does not log it.
+    # the run logs none: per_class_note then says why for a segmentation run, and is empty for runs of
+    # other tasks (detection, restoration), which have no per-class IoU.
     per_class: Optional[Dict[str, List[float]]] = None
     per_class_note: str = ""
 
@@ -55,13 +72,27 @@ def higher_is_better(metric: str) -> bool:
     return not any(token in name for token in LOWER_IS_BETTER)
 
 
+# The config mmengine's LocalVisBackend saves beside scalars.json names the framework's registry scope.
+_DEFAULT_SCOPE = re.compile(r"""^default_scope\s*=\s*['"](\w+)['"]""", re.MULTILINE)
+
+
 def detect_framework(work_dir: str) -> str:
-    """``'mmengine'`` or ``'detectron2'`` from the files in ``work_dir``; a :class:`LogError` otherwise."""
+    """The framework that wrote ``work_dir``: ``'detectron2'`` (``metrics.json``), or for mmengine's
+    ``<timestamp>/vis_data/scalars.json`` the ``default_scope`` of the config saved beside it
+    (``'mmseg'``, ``'mmagic'``, ``'mmdet'``; ``'mmengine'`` when it names none); a :class:`LogError`
+    when there is no log."""
     if not os.path.isdir(work_dir):
         raise LogError(f"{work_dir}: not a directory; expected a work dir holding mmengine's "
                        f"<timestamp>/vis_data/scalars.json or detectron2's metrics.json")
-    if _mmengine_scalar_files(work_dir):
-        return "mmengine"
+    scalar_files = _mmengine_scalar_files(work_dir)
+    if scalar_files:
+        config = os.path.join(os.path.dirname(scalar_files[-1]), "config.py")
+        try:
+            with open(config, errors="replace") as f:
+                match = _DEFAULT_SCOPE.search(f.read())
+        except OSError:
+            match = None
+        return match.group(1) if match else "mmengine"
     if os.path.isfile(os.path.join(work_dir, "metrics.json")):
         return "detectron2"
     raise LogError(f"{work_dir}: no training log found; expected mmengine's "
@@ -72,10 +103,10 @@ def detect_framework(work_dir: str) -> str:
 def read_run(work_dir: str) -> Run:
     """Read the run in ``work_dir``, whichever framework wrote it."""
     framework = detect_framework(work_dir)
-    run = _read_mmengine(work_dir) if framework == "mmengine" else _read_detectron2(work_dir)
+    run = _read_detectron2(work_dir) if framework == "detectron2" else _read_mmengine(work_dir, framework)
     if not run.metrics:
-        files = _mmengine_scalar_files(work_dir) if framework == "mmengine" else \
-            [os.path.join(work_dir, "metrics.json")]
+        files = [os.path.join(work_dir, "metrics.json")] if framework == "detectron2" else \
+            _mmengine_scalar_files(work_dir)
         raise LogError(f"{', '.join(files)}: no validation metrics found; expected at least one "
                        f"validation record (e.g. mmseg's mIoU, mmagic's PSNR, mmdet's coco/bbox_mAP, "
                        f"detectron2's bbox/AP): did the run reach its first validation?")
@@ -109,6 +140,14 @@ def _number(path: str, number: int, key: str, value) -> float:
     return float(value)
 
 
+def _metric_value(value) -> Optional[float]:
+    """A validation result as a float, or None for what is not a number (mmdet's
+    ``*_mAP_copypaste`` strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def _curves(points: Dict[str, Dict[int, float]]) -> Dict[str, tuple]:
     return {name: (sorted(by_iter), [by_iter[i] for i in sorted(by_iter)])
             for name, by_iter in sorted(points.items())}
@@ -120,7 +159,7 @@ def _mmengine_scalar_files(work_dir: str) -> List[str]:
     return sorted(glob.glob(os.path.join(glob.escape(work_dir), "*", "vis_data", "scalars.json")))
 
 
-def _read_mmengine(work_dir: str) -> Run:
+def _read_mmengine(work_dir: str, framework: str) -> Run:
     losses: Dict[str, Dict[int, float]] = {}
     metrics: Dict[str, Dict[int, float]] = {}
     per_class: Dict[str, Dict[int, float]] = {}
@@ -155,12 +194,20 @@ def _read_mmengine(work_dir: str) -> Run:
                 it = step
             val_iters.append(it)
             for key, value in record.items():
-                if key not in MMENGINE_VAL_BOOKKEEPING:
-                    metrics.setdefault(key, {})[it] = _number(path, number, key, value)
-        table_note = _read_mmseg_class_tables(os.path.dirname(os.path.dirname(path)), val_iters, per_class)
-        if table_note:
-            notes.append(table_note)
-    run = Run(work_dir, "mmengine", _curves(losses), _curves(metrics))
+                value = _metric_value(value)
+                if key in MMENGINE_VAL_BOOKKEEPING or value is None or MMDET_PER_CATEGORY.match(key):
+                    continue
+                if key.startswith("coco/") and value == -1.0:
+                    value = float("nan")  # COCO's "not evaluated" (no ground truth of that size)
+                metrics.setdefault(key, {})[it] = value
+        if any(name in metrics for name in MMSEG_METRICS):
+            table_note = _read_mmseg_class_tables(os.path.dirname(os.path.dirname(path)), val_iters,
+                                                  per_class)
+            if table_note:
+                notes.append(table_note)
+    run = Run(work_dir, framework, _curves(losses), _curves(metrics))
+    if not any(name in metrics for name in MMSEG_METRICS):
+        return run
     if per_class and not notes:
         run.per_class = {name: values for name, (_, values) in _curves(per_class).items()}
     else:
@@ -232,15 +279,17 @@ def _read_detectron2(work_dir: str) -> Run:
             if key.startswith("loss") or key == "total_loss":
                 losses.setdefault(key, {})[it] = _number(path, number, key, value)
             elif key.startswith(D2_EVAL_PREFIXES):
-                value = _number(path, number, key, value)
+                value = _metric_value(value)
+                if value is None:
+                    continue
                 if key.startswith("sem_seg/IoU-"):
                     per_class.setdefault(key[len("sem_seg/IoU-"):], {})[it] = value
-                elif "-" not in key.split("/", 1)[1] and not math.isnan(value):
+                elif "-" not in key.split("/", 1)[1]:
                     # per-category AP (``segm/AP-person``) stays out of the metric table
                     metrics.setdefault(key, {})[it] = value
     run = Run(work_dir, "detectron2", _curves(losses), _curves(metrics))
     if per_class:
         run.per_class = {name: values for name, (_, values) in _curves(per_class).items()}
-    else:
-        run.per_class_note = "detectron2 logs per-class IoU only for semantic segmentation"
+    elif "sem_seg/mIoU" in metrics:
+        run.per_class_note = "no sem_seg/IoU-<class> values in metrics.json"
     return run

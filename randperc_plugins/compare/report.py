@@ -13,7 +13,7 @@ from .arms import Arm
 from .logs import higher_is_better
 from .stats import WELCH_MIN_SEEDS, Difference, difference, mean_std
 
-__all__ = ["metric_rows", "per_class_rows", "write_report", "plot_curves", "summary_lines"]
+__all__ = ["never_evaluated", "metric_rows", "per_class_rows", "write_report", "plot_curves", "summary_lines"]
 
 
 def _final_and_best(values: Sequence[float], higher: bool) -> tuple:
@@ -22,12 +22,21 @@ def _final_and_best(values: Sequence[float], higher: bool) -> tuple:
     return values[-1], best
 
 
+def never_evaluated(arms: List[Arm]) -> List[str]:
+    """Metrics without a finite value in any validation of any run (COCO's AP of large objects on a
+    dataset that has none): they stay out of the tables and curves."""
+    return [metric for metric in sorted(arms[0].runs[0].metrics)
+            if not any(np.isfinite(run.metrics[metric][1]).any() for arm in arms for run in arm.runs)]
+
+
 def metric_rows(arms: List[Arm], ci: str = "auto") -> List[dict]:
     """One row per arm, metric and kind (``final``, ``best``): seeds' mean ± std and, for every arm
-    but the first (the baseline), the difference from the baseline with its 95% interval."""
+    but the first (the baseline), the difference from the baseline with its 95% interval. Metrics
+    that no run evaluated (:func:`never_evaluated`) have no rows."""
     rows = []
     baseline = arms[0]
-    for metric in sorted(baseline.runs[0].metrics):
+    skipped = set(never_evaluated(arms))
+    for metric in sorted(set(baseline.runs[0].metrics) - skipped):
         higher = higher_is_better(metric)
         per_arm = {arm.name: [_final_and_best(run.metrics[metric][1], higher) for run in arm.runs]
                    for arm in arms}
@@ -46,7 +55,9 @@ def metric_rows(arms: List[Arm], ci: str = "auto") -> List[dict]:
 
 def per_class_rows(arms: List[Arm], ci: str = "auto") -> tuple:
     """Final per-class IoU differences from the baseline: ``(rows, note)``; no rows and a note saying
-    why when some run does not log per-class IoU."""
+    why when some segmentation run does not log per-class IoU; neither for runs of other tasks."""
+    if all(run.per_class is None and not run.per_class_note for arm in arms for run in arm.runs):
+        return [], ""
     missing = [f"{run.path}: {run.per_class_note}" for arm in arms for run in arm.runs if run.per_class is None]
     if missing:
         return [], "per-class IoU not available (" + "; ".join(missing) + ")"
@@ -71,7 +82,8 @@ def _fmt_diff(diff: Difference) -> str:
     return f"{diff.value:+.3g} [{diff.low:+.3g}, {diff.high:+.3g}] {diff.verdict()} ({diff.method})"
 
 
-def markdown_tables(rows: List[dict], class_rows: List[dict], class_note: str) -> str:
+def markdown_tables(rows: List[dict], class_rows: List[dict], class_note: str,
+                    unevaluated: Sequence[str] = ()) -> str:
     lines = ["| arm | seeds | metric | final (mean ± std) | Δ final vs baseline [95% CI] | best (mean ± std) "
              "| Δ best vs baseline [95% CI] |", "|---|---|---|---|---|---|---|"]
     by_key: Dict[tuple, dict] = {(r["arm"], r["metric"], r["kind"]): r for r in rows}
@@ -92,6 +104,12 @@ def markdown_tables(rows: List[dict], class_rows: List[dict], class_note: str) -
     lines.append(f"95% intervals of the difference of means: Welch's t-interval when both arms have at "
                  f"least {WELCH_MIN_SEEDS} seeds, otherwise a percentile bootstrap, which with 2 seeds "
                  f"per arm is narrower than the truth. \"not significant\": the interval contains 0.")
+    if unevaluated:
+        lines.append("")
+        lines.append(f"Not evaluated in any run (no value but NaN or COCO's -1, e.g. no ground truth of "
+                     f"that size): {', '.join(unevaluated)}.")
+    if not (class_rows or class_note):
+        return "\n".join(lines) + "\n"  # not a segmentation run: no per-class IoU to speak of
     lines.append("")
     lines.append("### Per-class IoU (final)")
     lines.append("")
@@ -151,7 +169,8 @@ def plot_curves(arms: List[Arm], out_dir: str, progress: bool = True) -> List[st
     import matplotlib.pyplot as plt
 
     series = [("loss", key) for key in sorted({k for a in arms for r in a.runs for k in r.losses})]
-    series += [("metric", key) for key in sorted(arms[0].runs[0].metrics)]
+    skipped = set(never_evaluated(arms))
+    series += [("metric", key) for key in sorted(arms[0].runs[0].metrics) if key not in skipped]
     colours = plt.get_cmap("tab10").colors
     os.makedirs(out_dir, exist_ok=True)
     written = []
@@ -188,7 +207,7 @@ def write_report(arms: List[Arm], out: str, ci: str = "auto", progress: bool = T
     os.makedirs(out, exist_ok=True)
     rows = metric_rows(arms, ci)
     class_rows, class_note = per_class_rows(arms, ci)
-    text = markdown_tables(rows, class_rows, class_note)
+    text = markdown_tables(rows, class_rows, class_note, never_evaluated(arms))
     header = (f"# {arms[0].framework} runs against the baseline `{arms[0].name}`\n\n"
               + "\n".join(f"- `{arm.name}`: " + ", ".join(run.path for run in arm.runs) for arm in arms)
               + "\n\n")

@@ -51,7 +51,8 @@ def difference(ours: Sequence[float], baseline: Sequence[float], method: str = "
     """Difference of means with a 95% interval.
 
     ``method``: ``'auto'`` (Welch with at least ``WELCH_MIN_SEEDS`` seeds per arm, else bootstrap),
-    ``'welch'`` or ``'bootstrap'``. One seed in either arm gives no interval.
+    ``'welch'`` or ``'bootstrap'``. One seed in either arm gives no interval, and so does a seed
+    without a value (NaN: a metric its evaluation could not compute); the difference is then NaN.
 
     Example:
         >>> d = difference([2.0, 2.1, 2.2], [1.0, 1.1, 1.2])
@@ -63,6 +64,8 @@ def difference(ours: Sequence[float], baseline: Sequence[float], method: str = "
     a = np.asarray(ours, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     value = float(a.mean() - b.mean())
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return Difference(float("nan"), float("nan"), float("nan"), "a seed without a value")
     if min(a.size, b.size) < 2:
         return Difference(value, float("nan"), float("nan"), "one seed")
     if method == "auto":

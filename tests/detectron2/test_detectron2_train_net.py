@@ -14,6 +14,7 @@ pytestmark = pytest.mark.detectron2
 pytest.importorskip("detectron2")
 from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from randperc_plugins.utils import detectron2_models as dm  # noqa: E402
+from train_runs import detectron2_datasets, detectron2_lazy_opts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -24,11 +25,6 @@ TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 def data_root(tmp_path_factory):
     return make_coco_dataset(str(tmp_path_factory.mktemp("coco_shapes")), num_train=4, num_val=2,
                              size=128)
-
-
-def _datasets(root):
-    return ["--coco-dataset", "shapes_train", f"{root}/annotations/instances_train.json", f"{root}/train",
-            "--coco-dataset", "shapes_val", f"{root}/annotations/instances_val.json", f"{root}/val"]
 
 
 # No ImageNet weights are downloaded: a randomly initialised ResNet with detectron2's FrozenBN blows
@@ -69,7 +65,7 @@ def _checkpoint(path):
 def test_yaml_run_evaluates_with_coco_resumes_and_loads_into_the_baseline(tmp_path, data_root):
     out = tmp_path / "gpl"
     config = "configs/detectron2/mask_rcnn_R_50_FPN_1x_gpl.yaml"
-    _run(["--config-file", config] + _datasets(data_root) + _yaml_opts(out, 2))
+    _run(["--config-file", config] + detectron2_datasets(data_root) + _yaml_opts(out, 2))
     records = _metrics(out)
     train = [r for r in records if "loss_mask_gpl" in r]
     assert train and all(r["loss_mask_gpl"] > 0 and r["loss_mask"] > 0 for r in train)
@@ -78,7 +74,7 @@ def test_yaml_run_evaluates_with_coco_resumes_and_loads_into_the_baseline(tmp_pa
         assert key in final, f"COCOEvaluator gave no {key}: {sorted(final)}"
     assert _checkpoint(out / "model_final.pth")["iteration"] == 1
 
-    log = _run(["--config-file", config, "--resume"] + _datasets(data_root) + _yaml_opts(out, 4))
+    log = _run(["--config-file", config, "--resume"] + detectron2_datasets(data_root) + _yaml_opts(out, 4))
     assert "Starting training from iteration 2" in log
     resumed = _checkpoint(out / "model_final.pth")
     assert resumed["iteration"] == 3
@@ -92,26 +88,10 @@ def test_yaml_run_evaluates_with_coco_resumes_and_loads_into_the_baseline(tmp_pa
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
 
     # --eval-only on the trained weights
-    log = _run(["--config-file", config, "--eval-only"] + _datasets(data_root) +
+    log = _run(["--config-file", config, "--eval-only"] + detectron2_datasets(data_root) +
                _yaml_opts(out, 4)[:-2] + ["OUTPUT_DIR", str(tmp_path / "eval"),
                                           "MODEL.WEIGHTS", str(out / "model_final.pth")])
     assert "Evaluation results for segm" in log and "Evaluation results for bbox" in log
-
-
-def _lazy_opts(out, max_iter):
-    return ["model.backbone.bottom_up.stem.norm=BN", "model.backbone.bottom_up.stages.norm=BN",
-            "model.roi_heads.box_predictor.test_score_thresh=0.0",
-            "optimizer.lr=1e-5", "train.init_checkpoint=", "train.device=cpu", f"train.max_iter={max_iter}",
-            f"train.output_dir={out}", "train.eval_period=0", "train.checkpointer.period=1",
-            "train.log_period=1",
-            "dataloader.train.dataset.names=shapes_train", "dataloader.test.dataset.names=shapes_val",
-            "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",
-            "dataloader.test.num_workers=0", "dataloader.train.mapper.instance_mask_format=bitmask",
-            "dataloader.train.mapper.augmentations=[]", "dataloader.test.mapper.augmentations=[]",
-            "model.roi_heads.num_classes=4", "model.roi_heads.batch_size_per_image=32",
-            "model.proposal_generator.post_nms_topk=[64,64]",
-            "model.proposal_generator.pre_nms_topk=[128,128]",
-            "model.roi_heads.box_predictor.test_topk_per_image=20"]
 
 
 def test_lazyconfig_run_trains_and_evaluates(tmp_path, data_root):
@@ -119,7 +99,7 @@ def test_lazyconfig_run_trains_and_evaluates(tmp_path, data_root):
     # after which a randomly initialised model scores every box as background
     out = tmp_path / "patch_mmd"
     log = _run(["--config-file", "configs/detectron2/mask_rcnn_R_50_FPN_1x_patch_mmd.py"] +
-               _datasets(data_root) + _lazy_opts(out, 1))
+               detectron2_datasets(data_root) + detectron2_lazy_opts(out, 1))
     records = _metrics(out)
     train = [r for r in records if "loss_mask_patch_mmd" in r]
     assert train and all(r["loss_mask_patch_mmd"] > 0 for r in train)
@@ -131,7 +111,7 @@ def test_lazyconfig_run_trains_and_evaluates(tmp_path, data_root):
 def test_two_cpu_processes_train_on_gloo_with_identical_loss_networks(tmp_path, data_root):
     out = tmp_path / "dist"
     _run(["--config-file", "configs/detectron2/mask_rcnn_R_50_FPN_1x_gpl.yaml", "--num-gpus", "2",
-          "--dist-url", "auto"] + _datasets(data_root) + _yaml_opts(out, 2),
+          "--dist-url", "auto"] + detectron2_datasets(data_root) + _yaml_opts(out, 2),
          script=os.path.join(HERE, "data", "train_net_rank_record.py"))
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2]

@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +12,7 @@ from scipy import stats as sps
 
 from randperc_plugins.compare import LogError, difference, load_arms, read_run
 from randperc_plugins.compare.cli import main as compare_main
+from train_runs import run_tools, write_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -28,22 +28,16 @@ def mmseg_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("compare_runs")
     data = make_seg_dataset(str(root / "data"), num_train=8, num_val=2)
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    procs = []
+    commands = []
     for arm, body in (("baseline", ""), ("gpl", GPL_LINE)):
-        cfg = root / f"{arm}.py"
-        cfg.write_text(f"_base_ = {TOY_CONFIG!r}\n{body}\n")
+        cfg = write_config(root, TOY_CONFIG, arm, body)
         for seed in (0, 1):
-            cmd = [sys.executable, os.path.join(REPO, "tools", "train.py"), str(cfg),
-                   "--work-dir", str(root / arm / f"seed{seed}"), "--cfg-options",
-                   f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
-                   f"randomness.seed={seed}", "train_cfg.val_interval=2"]
-            procs.append((cmd, subprocess.Popen(cmd, cwd=str(root), env=env, stdout=subprocess.PIPE,
-                                                stderr=subprocess.STDOUT, text=True)))
-    for cmd, proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+            commands.append([sys.executable, os.path.join(REPO, "tools", "train.py"), cfg,
+                             "--work-dir", str(root / arm / f"seed{seed}"), "--cfg-options",
+                             f"train_dataloader.dataset.data_root={data}",
+                             f"val_dataloader.dataset.data_root={data}",
+                             f"randomness.seed={seed}", "train_cfg.val_interval=2"])
+    run_tools(commands)
     return root
 
 
@@ -56,7 +50,7 @@ def _json_records(work_dir):
 def test_reads_mmseg_losses_metrics_and_per_class_iou(mmseg_runs):
     work_dir = str(mmseg_runs / "gpl" / "seed1")
     run = read_run(work_dir)
-    assert run.framework == "mmengine"
+    assert run.framework == "mmseg"  # the default_scope of the config saved with the run
     records = _json_records(work_dir)
     train = [r for r in records if "iter" in r]
     val = [r for r in records if "mIoU" in r]
@@ -186,7 +180,7 @@ def test_missing_logs_name_the_file(tmp_path):
 def test_refuses_mixed_frameworks_and_metric_sets(mmseg_runs, tmp_path):
     (tmp_path / "d2").mkdir()
     (tmp_path / "d2" / "metrics.json").write_text('{"iteration": 3, "total_loss": 1.0, "segm/AP": 2.0}\n')
-    with pytest.raises(ValueError, match="written by detectron2 .* by mmengine; compare runs of one framework"):
+    with pytest.raises(ValueError, match="written by detectron2 .* by mmseg; compare runs of one framework"):
         load_arms([str(mmseg_runs / "baseline"), str(tmp_path / "d2")], progress=False)
     other = tmp_path / "other"
     shutil.copytree(mmseg_runs / "gpl" / "seed0", other)
@@ -252,3 +246,65 @@ def test_final_and_best_per_seed_follow_the_metric_direction():
     assert not rows[("base", "MAE", "final")]["higher_is_better"]
     assert rows[("ours", "mIoU", "final")]["diff"].value == pytest.approx(25.0 - 21.0)
     assert rows[("ours", "mIoU", "best")]["diff"].value == pytest.approx(26.0 - 31.0)
+
+
+def test_mmdet_strings_per_category_ap_and_unevaluated_values_stay_out_of_the_tables(tmp_path):
+    # as mmdet's CocoMetric can log them: a copypaste string, per-category AP (classwise=True; NaN for a
+    # category without ground truth) and -1 for an area range without ground truth
+    def scalars(bbox_maps):
+        lines = []
+        for i, value in enumerate(bbox_maps, 1):
+            lines.append(json.dumps({"loss": 1.0 / i, "loss_mask_gpl": 0.1 / i, "iter": 2 * i, "step": 2 * i}))
+            lines.append(json.dumps({"coco/bbox_mAP": value, "coco/bbox_mAP_l": -1.0,
+                                     "coco/bbox_mAP_copypaste": f"{value} 0.0 0.0 0.0 0.0 -1.0",
+                                     "coco/disc_precision": float("nan"), "coco/bar_precision": 0.25,
+                                     "data_time": 0.1, "time": 0.2, "step": 0}))
+        return "\n".join(lines) + "\n"
+
+    dirs = {name: _mm_dir(tmp_path / name, "seed0", scalars(maps)) for name, maps in
+            (("base", [0.1, 0.3]), ("ours", [0.2, 0.25]))}
+    run = read_run(dirs["ours"])
+    assert run.metrics["coco/bbox_mAP"] == ([2, 4], [0.2, 0.25])
+    assert set(run.metrics) == {"coco/bbox_mAP", "coco/bbox_mAP_l"}
+    assert np.isnan(run.metrics["coco/bbox_mAP_l"][1]).all()
+    assert run.per_class is None and run.per_class_note == ""
+
+    result = compare_main([dirs["base"], dirs["ours"], "--name", "base", "--name", "ours",
+                           "--out", str(tmp_path / "report"), "--no-progress"])
+    assert {r["metric"] for r in result["rows"]} == {"coco/bbox_mAP"}
+    best = {r["arm"]: r["values"] for r in result["rows"] if r["kind"] == "best"}
+    assert best == {"base": [0.3], "ours": [0.25]}
+    md = (tmp_path / "report" / "compare.md").read_text()
+    assert "Not evaluated in any run (no value but NaN or COCO's -1" in md and "coco/bbox_mAP_l." in md
+    assert "copypaste" not in md and "precision" not in md and "Per-class" not in md
+    assert sorted(os.listdir(tmp_path / "report" / "curves")) == [
+        "loss_loss.png", "loss_loss_mask_gpl.png", "metric_coco_bbox_mAP.png"]
+
+
+def test_a_seed_without_a_value_gives_no_interval(tmp_path):
+    # detectron2 writes NaN for every AP of an evaluation in which the model made no prediction
+    runs = {}
+    for name, ap in (("a", 1.0), ("b", 2.0), ("c", float("nan")), ("d", 3.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"iteration": 9, "total_loss": 1.0, "segm/AP": ap}) + "\n")
+        runs[name] = str(tmp_path / name)
+    arms = load_arms([str(tmp_path / "[ab]"), str(tmp_path / "[cd]")], names=["base", "ours"], progress=False)
+    assert np.isnan(arms[1].runs[0].metrics["segm/AP"][1][0])
+    from randperc_plugins.compare.report import metric_rows
+    final = [r for r in metric_rows(arms) if r["arm"] == "ours" and r["kind"] == "final"][0]
+    assert final["values"][1] == 3.0 and np.isnan(final["values"][0])
+    assert final["diff"].method == "a seed without a value" and final["diff"].verdict() == "no interval"
+    d = difference([1.0, float("nan")], [1.0, 2.0])
+    assert np.isnan(d.value) and not d.significant
+
+
+def test_restoration_runs_have_no_per_class_section(tmp_path):
+    scalars = ('{"loss": 1.0, "loss_pix": 1.0, "iter": 2, "step": 2}\n{"PSNR": 20.0, "SSIM": 0.5, "step": 2}\n'
+               '{"loss": 0.9, "loss_pix": 0.9, "iter": 4, "step": 4}\n{"PSNR": 21.0, "SSIM": 0.6, "step": 4}\n')
+    dirs = [_mm_dir(tmp_path / arm, "seed0", scalars) for arm in ("l1", "l1_gpl")]
+    compare_main(dirs + ["--name", "l1", "--name", "l1+gpl", "--out", str(tmp_path / "report"), "--no-progress"])
+    md = (tmp_path / "report" / "compare.md").read_text()
+    assert "| l1+gpl | 1 | PSNR |" in md
+    assert "Per-class" not in md and "per-class" not in md
+    assert not (tmp_path / "report" / "per_class_iou.csv").exists()
