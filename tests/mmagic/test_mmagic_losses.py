@@ -199,3 +199,18 @@ def test_esrgan_trains_with_ours_in_its_perceptual_slot(name):
     assert log_vars["loss_perceptual"] > 0
     changed = [k for k, v in model.generator.state_dict().items() if not torch.equal(v, before[k])]
     assert changed  # the generator step ran with our term in its loss
+
+
+def test_release_0_2_settings_are_reachable_by_name():
+    # release 0.2's restoration patch-MMD differs from today's by one setting, which a config can pass
+    old = task_defaults("restoration", "patch_mmd", release="0.2")
+    new = task_defaults("restoration", "patch_mmd")
+    assert {k: v for k, v in new.items() if old.get(k) != v} == {"normalize": "channel_mean"}
+    pred, target = _images(size=24)
+    as_0_2 = MODELS.build(dict(type="randperc_plugins.mmagic.PatchMMDLoss", normalize="none"))
+    reference = CorePatchMMD(**old)
+    torch.testing.assert_close(as_0_2(pred, target), reference(pred, target))
+    today = MODELS.build(dict(type="randperc_plugins.mmagic.PatchMMDLoss"))
+    assert not torch.allclose(today(pred, target), reference(pred, target))
+    with pytest.raises(ValueError, match="`release`"):
+        task_defaults("restoration", "patch_mmd", release="0.0")
