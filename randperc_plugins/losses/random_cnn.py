@@ -386,11 +386,12 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
                            dtype=torch.float64).to(device)
     with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
         feats = random_cnn_features(reference, ws, spec)
+        input_size = _distance(reference, distance).mean()
         gains = []
         for fx, _ in feats.values():
             if normalize:
                 fx = _normalize(fx)
-            gains.append(_distance(fx, distance).mean() / _distance(reference, distance).mean())
+            gains.append(_distance(fx, distance).mean() / input_size)
     return torch.stack(gains)
 
 
