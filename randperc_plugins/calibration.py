@@ -8,15 +8,13 @@ ratio of their gradient norms on what the network outputs (logits or the restore
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .analysis.task_inputs import (SR_PHOTOS, bicubic_prediction, noisy_logits, one_hot_labels,
-                                   photo_crops, scene_labels, sr_prediction)
+from .analysis.task_inputs import (ROI_SIZE, SR_PHOTOS, bicubic_prediction, noisy_logits, one_hot_labels,
+                                   photo_crops, roi_logits, roi_targets, scene_labels, sr_prediction)
 
 QUALITIES = (0.0, 3.0, 6.0)
-ROI_SIZE = 28
 SR_QUALITIES = (0.0, 0.5, 0.8)
 
 
@@ -57,23 +55,6 @@ def segmentation_rows(loss, num_classes: int, size, batch: int = 2, seed: int = 
     return rows
 
 
-def roi_targets(num_rois: int, seed: int = 0, size: int = ROI_SIZE) -> torch.Tensor:
-    """``(R, size, size)`` binary ROI targets: the coco_shapes shapes, drawn at ROI scale."""
-    from .datasets.coco_shapes import CATEGORIES, _random_polygon, _rasterise
-
-    rng = np.random.default_rng(seed)
-    masks = []
-    while len(masks) < num_rois:
-        category_id = int(rng.integers(1, len(CATEGORIES) + 1))
-        centre = rng.uniform(size * 0.4, size * 0.6, 2)
-        # An ROI is fitted to its instance: shapes fill about the crop, as mmdet's mask targets do.
-        polygon = np.clip(_random_polygon(rng, category_id, size * 3, centre), 0, size - 1)
-        mask = _rasterise(polygon, size)
-        if mask.any():
-            masks.append(torch.from_numpy(mask))
-    return torch.stack(masks).float()
-
-
 def calibrate_instance_masks(kind: str, num_rois: int = 64, options=None, seed: int = 0):
     """Rows ``{quality, ce, loss, grad_ratio}`` of the term against mmdet's mask BCE on ROI logits."""
     target = roi_targets(num_rois, seed)
@@ -81,9 +62,7 @@ def calibrate_instance_masks(kind: str, num_rois: int = 64, options=None, seed: 
     loss = _loss(kind, options or {}, "instance_masks")
     rows = []
     for q in QUALITIES:
-        noise = torch.randn(num_rois, 1, ROI_SIZE // 4, ROI_SIZE // 4, generator=g)
-        logits = (q * (2 * target[:, None] - 1)
-                  + 2 * F.interpolate(noise, size=(ROI_SIZE, ROI_SIZE), mode="bilinear")).requires_grad_()
+        logits = roi_logits(target, q, g)
         ce = F.binary_cross_entropy_with_logits(logits, target[:, None])  # mmdet's mask_cross_entropy
         (g_ce,) = torch.autograd.grad(ce, logits)
         value = loss(torch.sigmoid(logits), target[:, None])

@@ -97,11 +97,12 @@ class RandomCNNPerceptualLoss(_MMSegPerceptualLoss):
     configure the core :class:`randperc_plugins.losses.RandomCNNPerceptualLoss` (network, layers, ``max_size``, ``seed``);
     its defaults (VGG-19-shaped network, loss at most 256 pixels on the longer side) fit segmentation.
 
-    ``loss_weight`` defaults to ``task_defaults('segmentation', 'random_cnn')``'s 5.0: with 19 classes
+    ``loss_weight`` defaults to ``task_defaults('segmentation', 'random_cnn')``'s 0.8: with 19 classes
     (Cityscapes) this makes the term's gradient on the logits about a third of cross-entropy's for a
     nearly converged prediction, and under a tenth for an untrained one
     (``tools/calibrate_loss_weight.py gpl --num-classes 19``). The term shrinks as the class count
-    grows; for 150 classes (ADE20K) the same balance needs about 50.
+    grows; for 150 classes (ADE20K) the same balance needs about 5. Release 0.2's term (no layer
+    balance, weight 5.0): ``balance='none', loss_weight=5.0``.
     """
 
     core_cls = _CoreRandomCNNPerceptualLoss

@@ -29,14 +29,15 @@ LOSSES = {"random_cnn": "gpl", "patch_mmd": "patch_mmd"}
 TASK_SETTINGS_KEY = {"segmentation": "segmentation", "super_resolution": "restoration"}
 
 _DEEPER_LAYERS = ("relu1_2", "relu2_2", "relu3_4", "relu4_4")
-# With the default init ('gpl') a deeper layer's term is about 1e-7 of the others' (a 48x48 photograph
-# crop: relu4_4 alone 4.6e-8 against 0.11 for the default layers): the deeper network trains the same
-# loss as the default there, so it is tried with 'kaiming', under which every stage weighs. The layer
-# balances ('init', 'target') make every compared layer count under the default init.
+# The default divides each layer's term by its gain at initialisation (`balance='init'`), so every
+# compared layer counts whatever the init: under it 'gpl' and 'kaiming' give the same loss, and a deeper
+# layer weighs as much as the others. The unbalanced loss (release 0.2's default) is the arm
+# `gpl_balance_none`; with it the init matters ('gpl' shrinks relu3_4 to 0.1% of the loss), so
+# `gpl_kaiming` is Kaiming's init unbalanced.
 _GPL_VARIANTS = {
-    "gpl_kaiming": {"init": "kaiming"},
-    "gpl_kaiming_deeper": {"init": "kaiming", "layers": _DEEPER_LAYERS},
-    "gpl_balance_init": {"balance": "init"},
+    "gpl_balance_none": {"balance": "none"},
+    "gpl_kaiming": {"init": "kaiming", "balance": "none"},
+    "gpl_deeper": {"layers": _DEEPER_LAYERS},
     "gpl_balance_target": {"balance": "target"},
     "gpl_mse": {"distance": "mse"},
 }

@@ -1,8 +1,9 @@
-"""Each compared layer's share of the random-CNN loss and of its gradient, on the two offline tasks.
+"""Each compared layer's share of the random-CNN loss and of its gradient, on each task's inputs.
 
-    python tools/layer_shares.py [--tasks sr segmentation] [--inits gpl kaiming]
+    python tools/layer_shares.py [--tasks sr segmentation instance_masks] [--inits gpl kaiming]
         [--balances none init target] [--layers relu1_2 relu2_2 relu3_4] [--distance l1]
         [--loss-options key=value ...]
+    python tools/layer_shares.py --defaults   # one row per task, at the task's default settings
 
 For a setting (init, balance, layers, distance) and a task's inputs, the loss is split into its
 per-layer terms (``return_terms=True``). A layer's **loss share** is its term divided by the sum of the
@@ -19,7 +20,10 @@ Inputs (:mod:`randperc_plugins.analysis.task_inputs`), at the calibration point 
 * ``segmentation``: four 128x128 thin-structure scenes (4 classes: regions, 1-3 px lines, small
   blobs); logits ``6 * one_hot + 2 * smooth noise`` (a nearly converged head); softmax probabilities
   against the one-hot target (``tasks.segmentation_inputs``), the core loss with
-  ``task_defaults('segmentation', 'random_cnn')``.
+  ``task_defaults('segmentation', 'random_cnn')``;
+* ``instance_masks``: 64 28x28 ROI targets of the toy COCO shapes; one foreground logit per pixel,
+  ``6 * (2 * target - 1) + 2 * smooth noise``; its sigmoid against the target, the core loss with
+  ``task_defaults('instance_masks', 'random_cnn')``.
 
 The loss weight is 1 (shares do not depend on it).
 """
@@ -34,7 +38,9 @@ from ..losses import tasks
 from ..losses.random_cnn import BALANCES, RandomCNNPerceptualLoss
 from . import task_inputs
 
-TASKS = ("sr", "segmentation")
+TASKS = ("sr", "segmentation", "instance_masks")
+#: Each task's key in :data:`randperc_plugins.losses.tasks.TASK_DEFAULTS`.
+TASK_KEYS = {"sr": "restoration", "segmentation": "segmentation", "instance_masks": "instance_masks"}
 #: The rows of the README's table: init x balance.
 INITS = ("gpl", "kaiming")
 SR_SIZE = (96, 96)
@@ -44,6 +50,8 @@ SEG_SIZE = (128, 128)
 SEG_BATCH = 4
 SEG_CLASSES = 4  # the thin scenes' classes
 SEG_QUALITY = 6.0
+ROI_COUNT = 64
+ROI_QUALITY = 6.0
 
 
 def share_floor(num_layers: int) -> float:
@@ -74,14 +82,26 @@ def _task_batch(task: str, seed: int = 0):
         one_hot = task_inputs.one_hot_labels(label, SEG_CLASSES)
         leaf = task_inputs.noisy_logits(one_hot, SEG_QUALITY, torch.Generator().manual_seed(seed))
         return leaf, lambda p: tasks.segmentation_inputs(p, label, ignore_index=255)
+    if task == "instance_masks":
+        target = task_inputs.roi_targets(ROI_COUNT, seed)
+        leaf = task_inputs.roi_logits(target, ROI_QUALITY, torch.Generator().manual_seed(seed))
+        return leaf, lambda p: (torch.sigmoid(p), target[:, None], None)
     raise ValueError(f"`task` must be one of {TASKS}, got {task!r}")
+
+
+def _task_loss(task: str, settings: dict) -> RandomCNNPerceptualLoss:
+    """The core loss with ``task``'s defaults, ``settings`` over them, weight 1."""
+    if task not in TASK_KEYS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}")
+    return RandomCNNPerceptualLoss(**{**tasks.task_defaults(TASK_KEYS[task], "random_cnn"), **settings,
+                                      "loss_weight": 1.0})
 
 
 def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
     """Each compared layer's share of the loss and of its gradient on ``task``'s inputs.
 
     Args:
-        task: ``'sr'`` or ``'segmentation'`` (inputs: see the module's docstring).
+        task: one of :data:`TASKS` (inputs: see the module's docstring).
         **settings: keyword arguments of :class:`RandomCNNPerceptualLoss` over the task's defaults
             (``init``, ``balance``, ``layers``, ``distance``, ...); the loss weight is 1.
 
@@ -93,10 +113,8 @@ def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
         >>> list(shares), round(sum(s["loss"] for s in shares.values()), 6)
         (['relu1_2', 'relu2_2'], 1.0)
     """
-    task_key = "restoration" if task == "sr" else "segmentation"
     leaf, inputs = _task_batch(task)
-    loss = RandomCNNPerceptualLoss(**{**tasks.task_defaults(task_key, "random_cnn"), **settings,
-                                      "loss_weight": 1.0})
+    loss = _task_loss(task, settings)
     _, terms = loss(*inputs(leaf), return_terms=True)
     values = {name: term.detach().double() for name, term in terms.items()}
     norms = {}
@@ -108,20 +126,32 @@ def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
             for name in terms}
 
 
+def _row(task: str, settings: dict, default: bool = False) -> dict:
+    loss = _task_loss(task, settings)
+    shares = layer_shares(task, **settings)
+    floor = share_floor(len(shares))
+    counts = all(min(s["loss"], s["grad"]) >= floor for s in shares.values())
+    return dict(task=task, init=loss.spec.init, balance=loss.comparison.balance, default=default,
+                shares=shares, floor=floor, counts=counts)
+
+
 def share_rows(tasks_: Sequence[str] = TASKS, inits: Sequence[str] = INITS,
                balances: Sequence[str] = BALANCES, **settings) -> List[dict]:
-    """One row per task x init x balance: ``{task, init, balance, shares, floor, counts}``, where
-    ``counts`` says whether every layer's loss and gradient shares reach :func:`share_floor`."""
-    rows = []
-    for task in tasks_:
-        for init in inits:
-            for balance in balances:
-                shares = layer_shares(task, **settings, init=init, balance=balance)
-                floor = share_floor(len(shares))
-                counts = all(min(s["loss"], s["grad"]) >= floor for s in shares.values())
-                rows.append(dict(task=task, init=init, balance=balance, shares=shares, floor=floor,
-                                 counts=counts))
-    return rows
+    """One row per task x init x balance: ``{task, init, balance, default, shares, floor, counts}``,
+    where ``counts`` says whether every layer's loss and gradient shares reach :func:`share_floor`."""
+    return [_row(task, {**settings, "init": init, "balance": balance})
+            for task in tasks_ for init in inits for balance in balances]
+
+
+def default_rows(tasks_: Sequence[str] = TASKS, **settings) -> List[dict]:
+    """One row per task at its default settings (``task_defaults(...)`` over the core's), with
+    ``default=True``; ``settings`` (e.g. other ``layers``) override them, as in :func:`share_rows`.
+
+    Example:
+        >>> [(r["task"], r["counts"]) for r in default_rows(["sr"], layers=("relu1_2",))]
+        [('sr', True)]
+    """
+    return [_row(task, dict(settings), default=True) for task in tasks_]
 
 
 def _percent(share: float) -> str:
@@ -136,7 +166,7 @@ def format_shares(rows: Sequence[dict]) -> str:
             f"every layer >= {100 * floor:.1f}%"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["task"], f"'{r['init']}'", f"'{r['balance']}'",
+        cells = [r["task"] + (" (default)" if r.get("default") else ""), f"'{r['init']}'", f"'{r['balance']}'",
                  *(f"{_percent(s['loss'])} / {_percent(s['grad'])}" for s in r["shares"].values()),
                  "yes" if r["counts"] else "no"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -148,6 +178,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--defaults", action="store_true",
+                        help="one row per task at its default settings (not init x balance)")
     parser.add_argument("--inits", nargs="+", default=list(INITS))
     parser.add_argument("--balances", nargs="+", choices=BALANCES, default=list(BALANCES))
     parser.add_argument("--layers", nargs="+", default=None, help="compared layers (default: the core's)")
@@ -160,6 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
         settings["layers"] = tuple(args.layers)
     if args.distance:
         settings["distance"] = args.distance
-    rows = share_rows(args.tasks, args.inits, args.balances, **settings)
+    rows = (default_rows(args.tasks, **settings) if args.defaults
+            else share_rows(args.tasks, args.inits, args.balances, **settings))
     print(format_shares(rows))
     return rows

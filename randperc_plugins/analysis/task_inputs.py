@@ -8,9 +8,11 @@ training would give them, so that a loss and its gradient can be measured withou
   quality 0), moved the fraction ``quality`` of the way towards the ground truth;
 * segmentation: label maps of the generated scenes of :mod:`randperc_plugins.datasets.seg_scenes`;
   logits ``quality * one_hot(label) + 2 * smooth noise`` (quality 0: an untrained head; 6: close to
-  converged, cross-entropy about 0.2 with 19 classes).
+  converged, cross-entropy about 0.2 with 19 classes);
+* instance masks: 28x28 ROI targets of the toy COCO dataset's shapes, drawn at ROI scale; logits
+  ``quality * (2 * target - 1) + 2 * smooth noise`` (one foreground channel, as a mask head gives).
 
-Used by ``tools/calibrate_loss_weight.py`` and :mod:`randperc_plugins.analysis.layer_shares`.
+Used by ``tools/calibrate_loss_weight.py`` (:mod:`randperc_plugins.calibration`) and :mod:`randperc_plugins.analysis.layer_shares`.
 """
 from __future__ import annotations
 
@@ -95,3 +97,38 @@ def noisy_logits(one_hot: torch.Tensor, quality: float, generator: torch.Generat
     n, k, h, w = one_hot.shape
     noise = torch.randn(n, k, max(1, h // 16), max(1, w // 16), generator=generator)
     return (quality * one_hot + 2 * F.interpolate(noise, size=(h, w), mode="bilinear")).requires_grad_()
+
+
+#: The side of a Mask R-CNN mask head's ROI masks (mmdet's and detectron2's default).
+ROI_SIZE = 28
+
+
+def roi_targets(num_rois: int, seed: int = 0, size: int = ROI_SIZE) -> torch.Tensor:
+    """``(R, size, size)`` binary ROI targets: the coco_shapes shapes, drawn at ROI scale.
+
+    Example:
+        >>> roi_targets(3).shape
+        torch.Size([3, 28, 28])
+    """
+    from ..datasets.coco_shapes import CATEGORIES, _random_polygon, _rasterise
+
+    rng = np.random.default_rng(seed)
+    masks = []
+    while len(masks) < num_rois:
+        category_id = int(rng.integers(1, len(CATEGORIES) + 1))
+        centre = rng.uniform(size * 0.4, size * 0.6, 2)
+        # An ROI is fitted to its instance: shapes fill about the crop, as mmdet's mask targets do.
+        polygon = np.clip(_random_polygon(rng, category_id, size * 3, centre), 0, size - 1)
+        mask = _rasterise(polygon, size)
+        if mask.any():
+            masks.append(torch.from_numpy(mask))
+    return torch.stack(masks).float()
+
+
+def roi_logits(target: torch.Tensor, quality: float, generator: torch.Generator) -> torch.Tensor:
+    """``(R, 1, h, w)`` mask logits ``quality * (2 * target - 1) + 2 * noise``, the noise bilinearly
+    upsampled from a quarter of the size (a leaf that requires grad); ``target`` is ``(R, h, w)``."""
+    r, h, w = target.shape
+    noise = torch.randn(r, 1, max(1, h // 4), max(1, w // 4), generator=generator)
+    return (quality * (2 * target[:, None] - 1)
+            + 2 * F.interpolate(noise, size=(h, w), mode="bilinear")).requires_grad_()

@@ -3,8 +3,9 @@
     python tools/benchmark.py random-cnn [--device cpu|cuda] [--quick]
 
 For each shape: median seconds and peak memory of one forward + backward of
-:class:`randperc_plugins.losses.RandomCNNPerceptualLoss`, at the default ``max_size`` and at full
-resolution (``max_size=None``), as ratios to
+:class:`randperc_plugins.losses.RandomCNNPerceptualLoss`, at its defaults, unbalanced
+(``balance='none'``, release 0.2's default: the cost of the layer balance) and at full resolution
+(``max_size=None``), as ratios to
 
 * the framework model's train step measured in the same run: PSPNet-R50-D8 (mmseg's Cityscapes config)
   for the segmentation shape, EDSR x4 (mmagic's DIV2K config) for the SR shapes;
@@ -154,22 +155,23 @@ def run(device: torch.device, quick: bool, repeat: Optional[int] = None) -> List
     seg = (2, 19, 256, 512) if quick else (2, 19, 512, 1024)
     sr_small = (4, 3, 96, 96) if quick else (16, 3, 96, 96)
     sr_large = (1, 3, 480, 480) if quick else (4, 3, 480, 480)
-    settings = [(f"max_size={DEFAULT_MAX_SIZE} (default)", DEFAULT_MAX_SIZE), ("max_size=None", None)]
+    settings = [(f"max_size={DEFAULT_MAX_SIZE} (default)", {}), ("balance='none' (0.2)", {"balance": "none"}),
+                ("max_size=None", {"max_size": None})]
     vgg = _vgg_perceptual_loss(device)
 
     pred, target = _seg_inputs(*seg, device)
-    losses = {label: _loss_step(RandomCNNPerceptualLoss(max_size=m).to(device), pred, target)
-              for label, m in settings}
+    losses = {label: _loss_step(RandomCNNPerceptualLoss(**kw).to(device), pred, target)
+              for label, kw in settings}
     rows = _case_rows("seg vs PSPNet-R50", seg, losses, _pspnet_step(seg[2:], seg[0], device),
                       _vgg_step(vgg, (seg[0], 3, *seg[2:]), device), device, repeat)
     del pred, target, losses
 
     for shape in (sr_small, sr_large):
         pred, target = _sr_inputs(shape[0], shape[2], shape[3], device)
-        losses = {label: _loss_step(RandomCNNPerceptualLoss(max_size=m).to(device), pred, target)
-                  for label, m in settings
+        losses = {label: _loss_step(RandomCNNPerceptualLoss(**kw).to(device), pred, target)
+                  for label, kw in settings
                   # full resolution is the same computation as the default below max_size
-                  if not (m is None and max(shape[2:]) <= (DEFAULT_MAX_SIZE or 0))}
+                  if not ("max_size" in kw and max(shape[2:]) <= (DEFAULT_MAX_SIZE or 0))}
         rows += _case_rows("SR vs EDSR x4", shape, losses, _edsr_step(shape[2], shape[0], device),
                            _vgg_step(vgg, shape, device), device, repeat)
     return rows

@@ -75,8 +75,8 @@ def reference_gains(weights, widths, layers, activation="relu", pooling="max", k
 
 def reference_distance(pred, target, weights, widths, layers, activation="relu", pooling="max",
                        kernel_size=3, mask=None, layer_weights=None, distance="l1", normalize=False,
-                       max_size=None, loss_weight=1.0, balance="none"):
-    """Per sample: sum over layers of ``lambda_l * term_l`` (``balance``: 'none', 'init' divides
+                       max_size=None, loss_weight=1.0, balance="init"):
+    """Per sample: sum over layers of ``lambda_l * term_l`` (``balance``, default 'init' as the core's: 'none'; 'init' divides
     ``term_l`` by the layer's gain, 'target' by the target features' mean distance to zero plus
     ``1e-3`` times the gain), times ``loss_weight``."""
     pred, target = pred.double(), target.double()

@@ -84,7 +84,7 @@ def test_gains_are_non_persistent_and_follow_the_seeded_network_when_redrawn():
     torch.testing.assert_close(first, loss(pred, target))  # the first draw is the seeded network
     assert redrawn(pred, target) != first
     torch.testing.assert_close(redrawn.layer_gains, loss.layer_gains)
-    assert "layer_gains" not in dict(RandomCNNPerceptualLoss(3, **TINY).named_buffers())
+    assert "layer_gains" not in dict(RandomCNNPerceptualLoss(3, **TINY, balance="none").named_buffers())
 
 
 def test_init_and_target_do_not_depend_on_the_per_layer_scale_of_the_init():
@@ -96,7 +96,8 @@ def test_init_and_target_do_not_depend_on_the_per_layer_scale_of_the_init():
         values = [RandomCNNPerceptualLoss(**kw, init=init, balance=balance, reduction="none")(pred, target)
                   for init in ("gpl", "kaiming")]
         torch.testing.assert_close(values[0], values[1], rtol=1e-6, atol=0)  # float32 weights
-    plain = [RandomCNNPerceptualLoss(**kw, init=init)(pred, target) for init in ("gpl", "kaiming")]
+    plain = [RandomCNNPerceptualLoss(**kw, init=init, balance="none")(pred, target)
+             for init in ("gpl", "kaiming")]
     assert plain[1] > 3 * plain[0]
 
 
@@ -192,11 +193,13 @@ def test_half_precision_inputs(balance, dtype):
         torch.testing.assert_close(loss(pred32, target), loss(pred32, target))
 
 
-def test_balance_none_is_the_default_and_errors_name_the_argument():
+def test_balance_init_is_the_default_and_errors_name_the_argument():
     pred, target = _rand(2, 3, 12, 12, seed=1), _rand(2, 3, 12, 12, seed=2)
-    assert torch.equal(RandomCNNPerceptualLoss(**TINY, balance="none")(pred, target),
+    assert torch.equal(RandomCNNPerceptualLoss(**TINY, balance="init")(pred, target),
                        RandomCNNPerceptualLoss(**TINY)(pred, target))
-    assert RandomCNNPerceptualLoss(**TINY).comparison.balance == "none"
+    assert RandomCNNPerceptualLoss(**TINY).comparison.balance == "init"
+    assert torch.equal(random_cnn_distance(pred, target, spec=RandomCNNSpec(**TINY)),
+                       random_cnn_distance(pred, target, spec=RandomCNNSpec(**TINY), balance="init"))
     with pytest.raises(ValueError, match="`balance` must be one of"):
         RandomCNNPerceptualLoss(**TINY, balance="layers")
     with pytest.raises(ValueError, match="`balance`"):

@@ -42,7 +42,7 @@ def test_registered_by_short_and_dotted_name(name, core_cls, default_name):
     by_path = MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", **SMALL[name]))
     assert type(by_short) is type(by_path) is getattr(rp_mmseg, name)
     assert by_short.loss_name == default_name
-    assert by_short.loss_weight == {"loss_gpl": 5.0, "loss_patch_mmd": 0.4}[default_name]
+    assert by_short.loss_weight == {"loss_gpl": 0.8, "loss_patch_mmd": 0.4}[default_name]
     assert by_short.state_dict() == {}
 
 

@@ -66,7 +66,8 @@ def test_select_arms_keeps_each_reference_and_refuses_unknown_names():
     assert {loss: [a.name for a in arms] for loss, arms in chosen.items()} == {
         "random_cnn": ["gpl", "gpl_kaiming"]}
     quick = select_arms("segmentation", ["random_cnn", "patch_mmd"], quick=True)
-    assert {loss: [a.name for a in arms] for loss, arms in quick.items()} == {"random_cnn": ["gpl", "gpl_kaiming"]}
+    assert {loss: [a.name for a in arms] for loss, arms in quick.items()} == {
+        "random_cnn": ["gpl", "gpl_balance_none"]}
     with pytest.raises(ValueError, match=r"`--arms` names \['gpl_nope'\]"):
         select_arms("segmentation", ["random_cnn"], ["gpl_nope"])
 
@@ -125,9 +126,10 @@ def test_a_variant_ten_times_larger_gets_a_tenth_of_the_weight(small_point):
 def test_calibrated_weight_equalises_the_gradient_share(small_point):
     """Gradients of the weighted terms, measured here on the calibration's inputs: the variant at its
     weight pulls on the logits as hard, relative to cross-entropy, as the default at its weight."""
-    arms = arms_of("segmentation", "random_cnn", {"segmentation": {"random_cnn": {"k": {"init": "kaiming"}}}})
+    arms = arms_of("segmentation", "random_cnn",
+                   {"segmentation": {"random_cnn": {"k": {"init": "kaiming", "balance": "none"}}}})
     w = calibrated_weights("segmentation", arms)
-    assert not math.isclose(w["k"], w["gpl"], rel_tol=0.1)  # kaiming changes the term's scale
+    assert not math.isclose(w["k"], w["gpl"], rel_tol=0.1)  # unbalanced kaiming changes the term's scale
 
     def share(settings):
         loss = RandomCNNPerceptualLoss(**settings)  # the weight as the arm trains with it
@@ -174,14 +176,14 @@ def test_table_rows_from_hand_made_compare_results(tmp_path):
     kaiming = by[("gpl_kaiming", "mIoU")]
     assert kaiming["diff"].value == pytest.approx(10.0) and kaiming["diff"].verdict() == "significant"
     assert kaiming["reference_mean"] == 51.0 and kaiming["loss_weight"] == 0.87
-    assert kaiming["settings"] == "init='kaiming'"
+    assert kaiming["settings"] == "init='kaiming', balance='none'"
     assert by[("gpl_mse", "mIoU")]["diff"].verdict() == "not significant"
     assert by[("gpl_kaiming", "IoU.line")]["diff"].verdict() == "not significant"
     assert by[("gpl_mse", "IoU.line")]["diff"].value == pytest.approx(9.5)
 
     md = markdown_table(rows, ("mIoU", "IoU.line")).splitlines()
     assert len(md) == 2 + 4
-    assert md[2].startswith("| gpl_kaiming | init='kaiming' | 0.87 | mIoU | gpl | 51 | 61 | +10 | [")
+    assert md[2].startswith("| gpl_kaiming | init='kaiming', balance='none' | 0.87 | mIoU | gpl | 51 | 61 | +10 | [")
     assert md[2].endswith("| significant (welch) |")
     assert "| gpl_mse | distance='mse' | 24 | IoU.line | gpl | 11 | 20.5 | +9.5 |" in md[5]
     assert len(markdown_table(rows, ("mIoU",)).splitlines()) == 2 + 2
@@ -209,7 +211,7 @@ def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
     result = main(["segmentation", "--quick", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "9 runs (3 arms incl. the baseline 'ce' x 3 seeds, 20 iterations each" in printed
-    assert "| gpl_kaiming | random_cnn | init='kaiming' |" in printed
+    assert "| gpl_balance_none | random_cnn | balance='none' |" in printed
     for name in ("ablation.md", "ablation.csv", "gpl_vs_default/compare.md", "vs_baseline/compare.md"):
         assert (out / name).is_file(), name
 
@@ -219,8 +221,8 @@ def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
 
     with open(out / "ablation.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["metric"] == "mIoU"]
-    assert [(r["arm"], r["reference"]) for r in rows] == [("gpl_kaiming", "gpl"), ("gpl", "ce"),
-                                                           ("gpl_kaiming", "ce")]
+    assert [(r["arm"], r["reference"]) for r in rows] == [("gpl_balance_none", "gpl"), ("gpl", "ce"),
+                                                           ("gpl_balance_none", "ce")]
     for r in rows:
         arm, ref = finals(r["arm"]), finals(r["reference"])
         assert len(arm) == len(ref) == 3
@@ -228,14 +230,14 @@ def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
         assert float(r["diff"]) == pytest.approx(np.mean(arm) - np.mean(ref))
         assert r["ci_method"] in ("welch", "no seed variance")
         assert float(r["loss_weight"]) == pytest.approx(result["weights"][r["arm"]])
-    assert result["weights"]["gpl"] == 5.0
+    assert result["weights"]["gpl"] == task_defaults("segmentation", "random_cnn")["loss_weight"]
     # the term trained in the loss arms only (mmseg logs it beside the cross-entropy)
-    for arm, has_term in (("ce", False), ("gpl", True), ("gpl_kaiming", True)):
+    for arm, has_term in (("ce", False), ("gpl", True), ("gpl_balance_none", True)):
         for scalars in glob.glob(str(out / "runs" / "segmentation" / arm / "seed*" / "*" / "vis_data"
                                      / "scalars.json")):
             assert ('"decode.loss_gpl"' in open(scalars).read()) == has_term, (arm, scalars)
     # the weight trained is the one recorded: in the config the runner dumped
-    dumped = glob.glob(str(out / "runs" / "segmentation" / "gpl_kaiming" / "seed0" / "*.py"))
-    assert dumped and f"{result['weights']['gpl_kaiming']!r}"[:8] in open(dumped[0]).read()
+    dumped = glob.glob(str(out / "runs" / "segmentation" / "gpl_balance_none" / "seed0" / "*.py"))
+    assert dumped and f"{result['weights']['gpl_balance_none']!r}"[:8] in open(dumped[0]).read()
     md = (out / "ablation.md").read_text()
-    assert "| gpl_kaiming | init='kaiming' |" in md and "| mIoU | gpl |" in md and "| mIoU | ce |" in md
+    assert "| gpl_balance_none | balance='none' |" in md and "| mIoU | gpl |" in md and "| mIoU | ce |" in md
