@@ -82,6 +82,22 @@ def test_value_is_core_on_softmax_vs_one_hot(name, core_cls, default_name, reduc
     assert got.shape == (() if reduction != "none" else (2,))
 
 
+def test_release_0_2_random_cnn_term_is_reachable_by_name():
+    # release 0.2's term: no layer balance, weight 5.0; a config passes both and gets 0.2's value
+    old = task_defaults("segmentation", "random_cnn", release="0.2")
+    assert old == {"loss_weight": 5.0, "balance": "none"}
+    logits, label = _logits_and_label()
+    probs = torch.softmax(logits, dim=1)
+    valid = label != 255
+    one_hot = F.one_hot(torch.where(valid, label, 0), 4).permute(0, 3, 1, 2).double()
+    expected = 5.0 * CoreRandomCNN(balance="none")(probs, one_hot, weight=valid[:, None].double())
+    as_0_2 = MODELS.build(dict(type="randperc_plugins.mmseg.RandomCNNPerceptualLoss", **old))
+    torch.testing.assert_close(as_0_2(logits, label, ignore_index=255), expected)
+    today = MODELS.build(dict(type="randperc_plugins.mmseg.RandomCNNPerceptualLoss"))
+    assert today.loss_weight != 5.0
+    assert not torch.allclose(today(logits, label, ignore_index=255) / today.loss_weight, expected / 5.0)
+
+
 @pytest.mark.parametrize("name", ["RandomCNNPerceptualLoss", "PatchMMDLoss"])
 def test_avg_factor_is_refused(name):
     # mmseg's weight_reduce_loss divides a sum of per-pixel losses by avg_factor; these losses have
