@@ -79,16 +79,23 @@ def detectron2_datasets(root):
             "--coco-dataset", "shapes_val", f"{root}/annotations/instances_val.json", f"{root}/val"]
 
 
+#: A detectron2 checkpoint period no test run reaches, so that only the final checkpoint is written
+#: (detectron2 always writes it): one of the R50 Mask R-CNN with its optimizer state is ~335 MB, and
+#: one per step filled CI's disk.
+FINAL_CHECKPOINT_ONLY = 10**6
+
+
 def detectron2_lazy_opts(out, max_iter, *overrides):
     """LazyConfig overrides that make a model-zoo Mask R-CNN R50-FPN tiny on the toy dataset: BN for
     FrozenBN (with no ImageNet weights FrozenBN blows the activations up), a tiny learning rate and a
     score threshold of 0 (a few-step model keeps some detections for COCO evaluation), few proposals,
-    no evaluation during training, a log line at every step and only the final checkpoint (one of this
-    model with its optimizer state is ~335 MB); ``overrides`` come last and win."""
+    no evaluation during training, a log line at every step and only the final checkpoint
+    (:data:`FINAL_CHECKPOINT_ONLY`); ``overrides`` come last and win."""
     return ["model.backbone.bottom_up.stem.norm=BN", "model.backbone.bottom_up.stages.norm=BN",
             "model.roi_heads.box_predictor.test_score_thresh=0.0",
             "optimizer.lr=1e-5", "train.init_checkpoint=", "train.device=cpu", f"train.max_iter={max_iter}",
-            f"train.output_dir={out}", "train.eval_period=0", "train.checkpointer.period=1000000",
+            f"train.output_dir={out}", "train.eval_period=0",
+            f"train.checkpointer.period={FINAL_CHECKPOINT_ONLY}",
             "train.log_period=1",
             "dataloader.train.dataset.names=shapes_train", "dataloader.test.dataset.names=shapes_val",
             "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0",

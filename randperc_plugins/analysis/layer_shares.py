@@ -113,8 +113,12 @@ def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
         >>> list(shares), round(sum(s["loss"] for s in shares.values()), 6)
         (['relu1_2', 'relu2_2'], 1.0)
     """
+    return _shares_of(_task_loss(task, settings), task)
+
+
+def _shares_of(loss: RandomCNNPerceptualLoss, task: str) -> Dict[str, Dict[str, float]]:
+    """:func:`layer_shares` of an already built ``loss`` on ``task``'s inputs."""
     leaf, inputs = _task_batch(task)
-    loss = _task_loss(task, settings)
     _, terms = loss(*inputs(leaf), return_terms=True)
     values = {name: term.detach().double() for name, term in terms.items()}
     norms = {}
@@ -128,7 +132,7 @@ def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
 
 def _row(task: str, settings: dict, default: bool = False) -> dict:
     loss = _task_loss(task, settings)
-    shares = layer_shares(task, **settings)
+    shares = _shares_of(loss, task)
     floor = share_floor(len(shares))
     counts = all(min(s["loss"], s["grad"]) >= floor for s in shares.values())
     return dict(task=task, init=loss.spec.init, balance=loss.comparison.balance, default=default,

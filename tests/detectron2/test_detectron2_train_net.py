@@ -14,7 +14,7 @@ pytestmark = pytest.mark.detectron2
 pytest.importorskip("detectron2")
 from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from randperc_plugins.utils import detectron2_models as dm  # noqa: E402
-from train_runs import detectron2_datasets, detectron2_lazy_opts  # noqa: E402
+from train_runs import FINAL_CHECKPOINT_ONLY, detectron2_datasets, detectron2_lazy_opts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -31,18 +31,13 @@ def data_root(tmp_path_factory):
 # its activations up (losses ~1e18), so the tests train it with BN, which keeps them in range; a score
 # threshold of 0 and a tiny learning rate keep the detections of a few-step model (a larger one soon
 # scores every box as background), so that COCO evaluation has some to score.
-# Only the final checkpoint is written (detectron2 always writes it): a checkpoint of this R50 model
-# with its optimizer state is ~335 MB, and one per step filled CI's disk.
-FINAL_ONLY = 10**6
-
-
 def _yaml_opts(out, max_iter):
     return ["MODEL.RESNETS.NORM", "BN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "DATASETS.TRAIN", "('shapes_train',)", "DATASETS.TEST", "('shapes_val',)",
             "MODEL.ROI_HEADS.NUM_CLASSES", "4", "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
             "INPUT.MASK_FORMAT", "bitmask", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
             "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
             "SOLVER.BASE_LR", "1e-5", "SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", "()",
-            "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", str(FINAL_ONLY), "TEST.EVAL_PERIOD", "0",
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", str(FINAL_CHECKPOINT_ONLY), "TEST.EVAL_PERIOD", "0",
             "DATALOADER.NUM_WORKERS", "0", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
             "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64", "MODEL.RPN.PRE_NMS_TOPK_TEST", "128",
             "MODEL.RPN.POST_NMS_TOPK_TEST", "64", "TEST.DETECTIONS_PER_IMAGE", "20",

@@ -1,5 +1,7 @@
 """The random-CNN loss's per-layer balances ('init', 'target') against independent references, and the
 layer-share floor they are for (every compared layer counts)."""
+import importlib.util
+
 import pytest
 import torch
 from random_cnn_reference import reference_case, reference_for, reference_gains
@@ -228,11 +230,7 @@ def default_shares():
 
 
 def _importable(module):
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec(module) is not None
 
 
 def _task_shares(default_shares, task, balance):
