@@ -35,8 +35,9 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (as_weight_mask, check_choice, check_image, check_max_size, check_positive_int,
-                     check_reduction, check_seed, check_validate_args, compute_dtype,
+from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_bool, check_choice, check_image,
+                     check_loss_weight, check_max_size, check_numbers, check_positive_int,
+                     check_reduction, check_seed, check_validate_args, check_values, compute_dtype,
                      reduce_per_sample, seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
@@ -97,7 +98,7 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
     """Non-negative weights, one per ``what``; ``None`` gives equal weights summing to 1."""
     if weights is None:
         return tuple(1.0 / count for _ in range(count))
-    weights = tuple(float(w) for w in weights)
+    weights = check_numbers(weights, name)
     if len(weights) != count:
         raise ValueError(f"`{name}` must hold one weight per {what} ({count}), got {len(weights)}")
     if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
@@ -108,9 +109,7 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
 def _check_sigmas(sigmas: Optional[Sequence[float]], patch_size: int) -> Tuple[float, ...]:
     if sigmas is None:
         return default_sigmas(patch_size)
-    if isinstance(sigmas, (int, float)):
-        sigmas = (sigmas,)
-    sigmas = tuple(float(s) for s in sigmas)
+    sigmas = check_numbers(sigmas, "sigmas")
     if len(sigmas) == 0 or any(not math.isfinite(s) or s <= 0 for s in sigmas):
         raise ValueError(f"`sigmas` must be a non-empty sequence of positive bandwidths, got {sigmas}")
     return sigmas
@@ -210,6 +209,25 @@ def _split_settings(settings: dict) -> Tuple[PatchMMDSpec, dict]:
     """``(spec, rest)``: the keyword arguments that are :class:`PatchMMDSpec` fields, and the others."""
     spec = PatchMMDSpec(**{k: v for k, v in settings.items() if k in _SPEC_FIELDS})
     return spec, {k: v for k, v in settings.items() if k not in _SPEC_FIELDS}
+
+
+def _check_input_values(pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                        target_weight: Optional[Tensor], spec: PatchMMDSpec) -> None:
+    """``validate_args``: both inputs finite and, with the default Gaussian bandwidths (made for
+    ``[0, 1]``), inside :data:`UNIT_RANGE_TOLERANCE`: on images in ``[0, 255]`` every kernel value
+    between two different patches is 0, and the loss is the same constant, with a zero gradient, for
+    any pair of images. One host read for both; the range only of pixels with a positive weight."""
+    default = spec.kernel == "gaussian" and spec.sigmas == default_sigmas(spec.patch_size)
+    masks = None
+    if default and (weight is not None or target_weight is not None):
+        target_weight = weight if target_weight is None else target_weight
+        masks = {"pred": as_weight_mask(weight, pred, "weight", validate_args=False),
+                 "target": as_weight_mask(target_weight, target, "target_weight",
+                                          validate_args=False)}
+    check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE if default else None,
+                 expected=f"the default `sigmas` {spec.sigmas} are made for images (or probabilities) "
+                          f"in [0, 1]: scale the inputs to [0, 1] (e.g. divide 8-bit images by 255) "
+                          f"or give `sigmas` for their range", masks=masks)
 
 
 def _check_sizes(pred: Tensor, target: Tensor, spec: PatchMMDSpec) -> None:
@@ -415,8 +433,11 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             the total. Costs one pass of the exact sums per bandwidth (the random features are
             split at no extra cost). With ``kernel='random_cnn'``, one term per level, key
             ``(level, 'random_cnn')``.
-        validate_args: check the inputs' values (NaN, Inf, negative weights), which reads them on
-            the host; pass ``False`` on a training path (shapes and settings are always checked).
+        validate_args: check the inputs' values (NaN, Inf, negative weights and, with the default
+            Gaussian bandwidths, values outside ``[-0.5, 1.5]``: those bandwidths are made for
+            ``[0, 1]``), which reads them on the host; pass ``False`` on a training path (shapes and
+            settings are always checked; README, "Validation"). Without it a negative or NaN weight
+            counts as 0 (the pixel is ignored).
 
     Returns:
         MMD² per sample, shape ``(N,)``, in float32 (float64 for float64 inputs); with
@@ -456,7 +477,7 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                         num_features=num_features, max_patches=max_patches,
                         accumulate_dtype=accumulate_dtype, max_size=max_size,
                         window_size=window_size, window_stride=window_stride, normalize=normalize)
-    if redraw and generator is None:
+    if check_bool(redraw, "redraw") and generator is None:
         generator = _redraw_generator(check_seed(seed))
     return _patch_mmd(pred, target, weight, target_weight, spec, check_seed(seed),
                       generator if (redraw or generator is not None) else None,
@@ -483,9 +504,11 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                target_weight: Optional[Tensor], spec: PatchMMDSpec, seed: int,
                draw: Optional[torch.Generator], return_terms: bool, validate_args: bool):
     """:func:`patch_mmd` with checked settings; ``draw`` is the generator of redrawn features."""
-    check_image(pred, "pred", finite=validate_args)
-    check_image(target, "target", finite=validate_args)
+    check_image(pred, "pred", finite=False)
+    check_image(target, "target", finite=False)
     _check_sizes(pred, target, spec)
+    if validate_args:
+        _check_input_values(pred, target, weight, target_weight, spec)
     if draw is not None and not isinstance(draw, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None, got {type(draw).__name__}")
     if target_weight is None:
@@ -628,10 +651,11 @@ def patch_mmd_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None
         raise TypeError(f"patch_mmd_loss() got unexpected keyword arguments {sorted(unknown)}")
     spec, rest = _split_settings(settings)
     seed, generator = check_seed(rest.get("seed", 0)), rest.get("generator")
-    if rest.get("redraw", False) and generator is None:
+    if check_bool(rest.get("redraw", False), "redraw") and generator is None:
         generator = _redraw_generator(seed)
     return _patch_mmd_loss(pred, target, weight, rest.get("target_weight"), spec, seed, generator,
-                           bool(squared), check_reduction(reduction), float(loss_weight),
+                           check_bool(squared, "squared"), check_reduction(reduction),
+                           check_loss_weight(loss_weight),
                            return_terms, check_validate_args(validate_args))
 
 
@@ -641,6 +665,10 @@ def _patch_mmd_loss(pred, target, weight, target_weight, spec: PatchMMDSpec, see
     if return_terms and not squared:
         raise ValueError("`return_terms` needs `squared=True`: the terms of the MMD² add up, the "
                          "square roots of the terms do not")
+    if isinstance(target, Tensor):
+        # the loss treats the target as a constant, as the random-CNN loss does (`patch_mmd`, the
+        # measure, stays differentiable in both inputs)
+        target = target.detach()
     out = _patch_mmd(pred, target, weight, target_weight, spec, seed, draw, return_terms,
                      validate_args)
     if return_terms:
@@ -682,8 +710,10 @@ class PatchMMDLoss(nn.Module):
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.
         loss_weight: factor of the loss.
-        validate_args: check input values on the host (NaN, Inf, negative weights); default True.
-            Adapters pass False on the training path.
+        validate_args: check input values on the host (NaN, Inf, negative weights, the range of
+            the default bandwidths), as :func:`patch_mmd`; default True. Adapters pass False on the
+            training path. The target is a constant here (no gradient flows to it, as in the
+            random-CNN loss); :func:`patch_mmd`, the measure, is differentiable in both inputs.
         **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
             ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,
             ``levels=1``, ``level_weights``,
@@ -713,10 +743,10 @@ class PatchMMDLoss(nn.Module):
         super().__init__()
         self.spec = PatchMMDSpec(**settings)
         self.seed = seed
-        self.redraw = bool(redraw)
-        self.squared = bool(squared)
+        self.redraw = check_bool(redraw, "redraw")
+        self.squared = check_bool(squared, "squared")
         self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_loss_weight(loss_weight)
         self.validate_args = check_validate_args(validate_args)
         self._generator = seeded_generator(seed) if redraw else None
         check_seed(seed)
