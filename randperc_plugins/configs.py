@@ -236,13 +236,27 @@ def copy_config(name: str, directory: str | Path = ".", overwrite: bool = False)
     Raises:
         ValueError: as :func:`get_config_file`.
         FileExistsError: if the copy exists and ``overwrite`` is false.
+        NotADirectoryError: if ``directory`` (or a folder above it) is a file.
+        OSError: if the folder cannot be created or the file not written (e.g. no permission); the
+            message names the path.
     """
     source = get_config_file(name)
-    target = Path(directory) / source.name
+    directory = Path(directory)
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"`directory` must be a folder (or a path to create one), "
+                                         f"but {folder} is a file; give another DIR")
+            break
+    target = directory / source.name
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass `overwrite=True` (`--force`) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as err:
+        where = err.filename if err.filename else target
+        raise type(err)(f"cannot write {target}: {err.strerror or err} ({where})") from None
     return target
 
 
@@ -283,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(get_config_file(args.name))
         else:
             print(copy_config(args.name, args.directory, overwrite=args.force))
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
     return 0
 
