@@ -43,7 +43,8 @@ import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import check_reduction
+from .losses._utils import (check_bool, check_distinct_loss_names, check_loss_weight,
+                            check_perceptual, check_reduction, check_validate_args)
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import restoration_inputs, task_defaults
@@ -63,6 +64,8 @@ def _pixel_mask(weight: Optional[Tensor], pred: Tensor) -> Optional[Tensor]:
         return None
     if not isinstance(weight, Tensor):
         raise TypeError(f"`weight` must be a torch.Tensor or None, got {type(weight).__name__}")
+    if weight.dim() == 5:  # video frames (N, T, C, H, W), folded into the batch as the images are
+        weight = weight.flatten(0, 1)
     if weight.dim() == 4 and weight.shape[1] == pred.shape[1] and weight.shape[1] > 1:
         # The perceptual losses compare whole pixels: a channel-wise weight becomes its channel mean.
         weight = weight.to(pred.dtype).mean(dim=1, keepdim=True)
@@ -82,11 +85,11 @@ class _MMagicPerceptualLoss(nn.Module):
         super().__init__()
         defaults = task_defaults("restoration", self.core_name)
         default_weight = defaults.pop("loss_weight", 1.0)
-        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
+        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
-        self.sample_wise = bool(sample_wise)
+        self.sample_wise = check_bool(sample_wise, "sample_wise")
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = bool(validate_args)
+        self.validate_args = check_validate_args(validate_args)
         self._checked = False
         # The core returns per-sample values; mmagic's reduction and sample_wise are applied here.
         self.core = self.core_cls(reduction="none", validate_args=self.validate_args, **{**defaults, **core_kwargs})
@@ -114,14 +117,18 @@ class _MMagicPerceptualLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:
-        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``.
+        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``, or video frames
+        ``(N, T, C, H, W)`` (BasicVSR and mmagic's other video editors), folded into a batch of
+        ``N * T`` images.
 
         ``weight`` is mmagic's optional element-wise weight ``(N, C, H, W)`` or ``(N, 1, H, W)`` (a
         channel-wise weight is averaged over channels: the losses compare whole pixels); 0 leaves a
-        pixel out. Returns a scalar, or ``(N,)`` with ``reduction='none'``.
+        pixel out. Returns a scalar, or ``(N,)`` (``(N * T,)`` for frames) with ``reduction='none'``.
+        With ``validate_args`` every call checks the values (an error); otherwise the first call
+        reads their range once and warns.
         """
-        pred, target = restoration_inputs(pred, target)
-        if self.validate_args or not self._checked:
+        pred, target = restoration_inputs(pred, target, validate_args=self.validate_args)
+        if not self.validate_args and not self._checked:
             self._check_values(pred, target)
             self._checked = True
         mask = _pixel_mask(weight, pred)
@@ -194,12 +201,11 @@ class _AddToPixelLoss(nn.Module):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline pixel loss, "
                             f"got {type(base_type).__name__}")
-        if perceptual is not None and not isinstance(perceptual, dict):
-            raise TypeError(f"`perceptual` must be a dict of the perceptual loss's arguments or None, "
-                            f"got {type(perceptual).__name__}")
+        perceptual = check_perceptual(perceptual, type(self).__name__)
         self.base_name = check_loss_name(base_name)
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = self.perceptual_cls(**(perceptual or {}))
+        self.perceptual = self.perceptual_cls(**perceptual)
+        check_distinct_loss_names(self.perceptual.loss_name, (self.base_name,), type(self).__name__)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:

@@ -28,7 +28,8 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .losses import tasks
-from .losses._utils import check_reduction, check_validate_args, reduce_per_sample
+from .losses._utils import (check_distinct_loss_names, check_loss_weight, check_perceptual,
+                            check_reduction, check_validate_args, reduce_per_sample)
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .openmmlab import check_loss_name
@@ -54,7 +55,7 @@ class _MMSegPerceptualLoss(nn.Module):
         super().__init__()
         defaults = tasks.task_defaults("segmentation", self.task_loss)
         default_weight = defaults.pop("loss_weight")  # applied here, not by the core
-        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
+        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
         # The core returns per-sample values; mmseg's `reduction_override` is applied here.
@@ -147,8 +148,12 @@ class _AddToBaseLoss(nn.ModuleList):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
                             f"got {type(base_type).__name__}")
+        perceptual = check_perceptual(perceptual, type(self).__name__)
         base = MODELS.build(dict(type=base_type, **base_kwargs))
-        super().__init__([base, self.perceptual_cls(**(perceptual or {}))])
+        term = self.perceptual_cls(**perceptual)
+        check_distinct_loss_names(term.loss_name, (getattr(base, "loss_name", None),),
+                                  type(self).__name__)
+        super().__init__([base, term])
 
 
 @MODELS.register_module()

@@ -345,3 +345,11 @@ def check_distinct_loss_names(term_name: str, taken, owner: str) -> str:
                          f"part of the baseline's entry), got {term_name!r}; write e.g. "
                          f"perceptual=dict(loss_name='{term_name}_perceptual')")
     return term_name
+
+
+def check_loss_name_has_loss(loss_name) -> str:
+    """``loss_name`` if it is a string containing ``'loss'`` (OpenMMLab back-propagates only such
+    terms, and detectron2's trainers log every entry of the loss dict)."""
+    if not isinstance(loss_name, str) or "loss" not in loss_name:
+        raise ValueError(f"`loss_name` must be a string containing 'loss', got {loss_name!r}")
+    return loss_name

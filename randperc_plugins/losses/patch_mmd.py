@@ -230,6 +230,17 @@ def _check_input_values(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                           f"or give `sigmas` for their range", masks=masks)
 
 
+def _empty_batch(pred: Tensor, target: Tensor, spec: PatchMMDSpec, return_terms: bool):
+    """The MMD² of an empty batch: ``(0,)`` zeros that still reach ``pred`` in the graph (the batch size
+    is a shape: no host read), and empty terms under the keys a batch would have."""
+    dtype = compute_dtype(pred, target, accumulate=spec.accumulate_dtype)
+    total = pred.sum(dim=(1, 2, 3)).to(dtype) * 0
+    if not return_terms:
+        return total
+    keys = ["random_cnn"] if spec.kernel == "random_cnn" else list(spec.sigmas)
+    return total, {(level, key): total for level in range(spec.levels) for key in keys}
+
+
 def _check_sizes(pred: Tensor, target: Tensor, spec: PatchMMDSpec) -> None:
     """Batch and channels must agree, and the spatial size too with windows; an image smaller than
     a patch is fine (it is padded)."""
@@ -509,6 +520,8 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     _check_sizes(pred, target, spec)
     if validate_args:
         _check_input_values(pred, target, weight, target_weight, spec)
+    if pred.shape[0] == 0:
+        return _empty_batch(pred, target, spec, return_terms)
     if draw is not None and not isinstance(draw, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None, got {type(draw).__name__}")
     if target_weight is None:

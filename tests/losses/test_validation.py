@@ -280,3 +280,18 @@ def test_restoration_folds_video_frames_into_the_batch(host_reads):
     assert torch.equal(target[5], clip_target[1, 2])
     with pytest.raises(ValueError, match="`pred` and `target` must have the same shape"):
         tasks.restoration_inputs(clip_pred, clip_target[:, :2])
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("task", ["segmentation", "restoration"])
+def test_empty_batch_through_the_task_layer_gives_zero_with_a_gradient(loss, task):
+    if task == "segmentation":
+        source = torch.randn(0, 3, 8, 8, requires_grad=True)
+        pred, target, mask = tasks.segmentation_inputs(source, torch.zeros(0, 8, 8, dtype=torch.long))
+    else:
+        source = torch.rand(0, 3, 8, 8, requires_grad=True)
+        (pred, target), mask = tasks.restoration_inputs(source, torch.rand(0, 3, 8, 8)), None
+    out = BUILD[loss]()(pred, target, mask)
+    assert out.shape == () and float(out.detach()) == 0.0
+    out.backward()
+    assert source.grad is not None and source.grad.shape == source.shape
