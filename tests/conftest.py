@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from train_runs import tool_env
 
@@ -118,6 +119,56 @@ def host_reads(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
+
+
+#: Factories that turn Python data into a tensor: on a GPU, a host-to-device copy that waits for the
+#: host (``torch.tensor(0.5, device='cuda')`` synchronises), so none may run in a training step.
+PYTHON_DATA_FACTORIES = (("torch", "tensor"), ("torch", "as_tensor"), ("torch", "from_numpy"),
+                         ("torch", "asarray"), ("torch.Tensor", "new_tensor"))
+
+#: aten ops whose output size depends on tensor values: the host must read that size from the GPU.
+VALUE_SIZED_OPS = ("aten.nonzero", "aten.masked_select", "aten._unique", "aten.unique",
+                   "aten.argwhere", "aten.masked_scatter", "aten.repeat_interleave.Tensor")
+
+
+class _ValueSizedOps(TorchDispatchMode):
+    """Records the value-sized ops dispatched while active, boolean-mask indexing included."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name.startswith(VALUE_SIZED_OPS) or (
+                name.startswith(("aten.index.Tensor", "aten.index_put")) and any(
+                    isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                    for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else ()))):
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def host_syncs(monkeypatch, host_reads):
+    """A list that records, while the test runs, everything that makes a GPU wait for the host or the
+    host for the GPU: every read of a tensor value (:func:`host_reads`), every tensor made from
+    Python data (``torch.tensor``, ``as_tensor``, ``from_numpy``, ``asarray``, ``new_tensor``), and
+    every op whose output size depends on tensor values (``nonzero``, ``masked_select``, ``unique``,
+    boolean-mask indexing, ...)."""
+    import importlib
+    calls = host_reads
+    for owner_name, name in PYTHON_DATA_FACTORIES:
+        module, _, attr = owner_name.partition(".")
+        owner = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+        original = getattr(owner, name)
+
+        def counted(*args, _original=original, _name=f"{owner_name}.{name}", **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+    with _ValueSizedOps(calls):
+        yield calls
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import area_resize, reduced_size
+from ._utils import area_resize, host_to_device, reduced_size
 
 __all__ = ["extract_patches"]
 
@@ -67,7 +67,7 @@ def _subset_indices(length: int, max_patches: Optional[int], generator: torch.Ge
                     device: torch.device) -> Optional[Tensor]:
     if max_patches is None or length <= max_patches:
         return None
-    return torch.randperm(length, generator=generator)[:max_patches].to(device)
+    return host_to_device(torch.randperm(length, generator=generator)[:max_patches], device)
 
 
 def _shrink(x: Tensor, mask: Optional[Tensor], max_size: int) -> Tuple[Tensor, Optional[Tensor]]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
-from ._utils import seeded_generator
+from ._utils import host_to_device, no_autocast, seeded_generator
 
 
 def _draw_cnn_weights(dim: int, width: int, depth: int, generator: torch.Generator,
@@ -31,7 +31,7 @@ def _draw_cnn_weights(dim: int, width: int, depth: int, generator: torch.Generat
     fan_in = dim
     for _ in range(depth):
         w = torch.randn(fan_in, width, generator=generator, dtype=torch.float64)
-        layers.append(w.mul_(math.sqrt(2.0 / fan_in)).to(device=device, dtype=dtype))
+        layers.append(host_to_device(w.mul_(math.sqrt(2.0 / fan_in)).to(dtype), device))
         fan_in = width
     return tuple(layers)
 
@@ -59,7 +59,7 @@ class _CNNFeatureMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, P: Tensor, a: Tensor, layers: Tuple[Tensor, ...],  # type: ignore[override]
                 chunk: int, weighted: bool) -> Tensor:
-        with torch.autocast(P.device.type, enabled=False):
+        with no_autocast(P.device):
             mu = P.new_zeros((P.shape[0], layers[-1].shape[1]))
             for s, e in _blocks(P.shape[1], chunk):
                 z = _activations(P[:, s:e], layers)[-1]
@@ -74,7 +74,7 @@ class _CNNFeatureMean(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         layers = ctx.layers
-        with torch.autocast(P.device.type, enabled=False):
+        with no_autocast(P.device):
             grad = grad.to(P.dtype).unsqueeze(1)
             dP = torch.empty_like(P)
             for s, e in _blocks(P.shape[1], ctx.chunk):

@@ -5,12 +5,33 @@ what came (never ``assert``, which ``python -O`` removes).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def no_autocast(device: torch.device):
+    """A context that disables autocast on ``device``'s type (a no-op on ``meta``, which has no
+    autocast and on which shapes and op counts are worked out). Plain Python, so that
+    ``torch.compile`` traces it."""
+    device_type = torch.device(device).type
+    if device_type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
+def host_to_device(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` (made on the CPU) on ``device``; to a GPU through pinned memory and without blocking the
+    host (a copy from pageable memory waits for the stream; the caching host allocator keeps the
+    pinned buffer until the copy is done)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def check_reduction(reduction: str) -> str:

@@ -35,13 +35,14 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (as_weight_mask, check_choice, check_image, check_max_size, check_positive_int,
+from ._utils import (as_weight_mask, no_autocast, check_choice, check_image, check_max_size, check_positive_int,
                      check_reduction, check_seed, check_validate_args, compute_dtype,
                      reduce_per_sample, seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
            "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
-           "DEFAULT_RANDOM_CNN_DEPTH", "AUTO_RANDOM_CNN_RATIO", "AUTO_RANDOM_CNN_LAYER_COST"]
+           "DEFAULT_RANDOM_CNN_DEPTH", "AUTO_RANDOM_CNN_RATIO", "AUTO_RANDOM_CNN_LAYER_COST",
+           "PRECISIONS"]
 
 #: Bandwidths, as multiples of ``patch_size ** 2``, of the default sum of Gaussian kernels.
 #: Taken from the code that continues Amir and Weiss' work (github.com/ariel415el/
@@ -69,6 +70,12 @@ AUTO_RANDOM_CNN_RATIO: float = 0.1
 AUTO_RANDOM_CNN_LAYER_COST: float = 20.0
 
 _ESTIMATORS = ("biased", "unbiased")
+
+#: Operand precisions of the exact method's fused CUDA kernels (:mod:`._kernels.triton_sums`):
+#: ``'fp32'`` (IEEE products, the default), ``'tf32'`` and ``'bf16'`` (tensor-core products); the
+#: sums are accumulated in float32 and added up in float64 in every case. The PyTorch path (CPU,
+#: float64, or no Triton) computes in float32 or float64 whatever this says.
+PRECISIONS = ("fp32", "tf32", "bf16")
 _KERNELS = ("gaussian", "random_cnn")
 
 #: ReLU layers of the random CNN that ``kernel='random_cnn'`` stands for by default: the network of
@@ -143,7 +150,7 @@ class PatchMMDSpec:
     levels: int = 1
     level_weights: Optional[Tuple[float, ...]] = None
     method: str = "exact"
-    block_size: int = 512
+    block_size: Optional[int] = None
     num_features: int = 1024
     max_patches: Optional[int] = None
     accumulate_dtype: Optional[torch.dtype] = None
@@ -151,6 +158,7 @@ class PatchMMDSpec:
     window_size: Optional[int] = None
     window_stride: Optional[int] = None
     normalize: str = "none"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -159,7 +167,9 @@ class PatchMMDSpec:
         put("patch_size", check_positive_int(self.patch_size, "patch_size"))
         put("stride", check_positive_int(self.stride, "stride"))
         put("levels", check_positive_int(self.levels, "levels"))
-        put("block_size", check_positive_int(self.block_size, "block_size"))
+        if self.block_size is not None:
+            put("block_size", check_positive_int(self.block_size, "block_size"))
+        check_choice(self.precision, PRECISIONS, "precision")
         put("num_features", check_positive_int(self.num_features, "num_features"))
         if self.max_patches is not None:
             check_positive_int(self.max_patches, "max_patches")
@@ -237,10 +247,11 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
               sigma_weights: Optional[Sequence[float]] = None, kernel: str = "gaussian",
               depth: Optional[int] = None, estimator: str = "biased", levels: int = 1,
               level_weights: Optional[Sequence[float]] = None,
-              method: str = "exact", block_size: int = 512, num_features: int = 1024,
+              method: str = "exact", block_size: Optional[int] = None, num_features: int = 1024,
               max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
               max_size: Optional[int] = None, window_size: Optional[int] = None,
-              window_stride: Optional[int] = None, normalize: str = "none", seed: int = 0,
+              window_stride: Optional[int] = None, normalize: str = "none",
+              precision: str = "fp32", seed: int = 0,
               redraw: bool = False,
               generator: Optional[torch.Generator] = None, return_terms: bool = False,
               validate_args: bool = True):
@@ -390,8 +401,10 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             is padded).
         level_weights: weights :math:`\lambda_l`; ``None`` for equal weights summing to 1.
         method: ``'exact'``, ``'random_features'`` or ``'auto'``.
-        block_size: rows of the kernel blocks of the exact method (memory ``N * block_size^2``);
-            512 was the fastest on the CPU (256 to 2048 measured, 2 threads).
+        block_size: rows of the kernel blocks of the exact method's PyTorch path (memory ``N *
+            block_size^2``); ``None`` (default) for 512 on the CPU (the fastest there, 256 to 2048
+            measured) and, on a GPU, the largest power of two up to 8192 that fits a quarter of the
+            free memory. The fused CUDA kernels use no blocks.
         num_features: random features per bandwidth (``num_features // 2`` cos/sin pairs,
             rounded up).
         max_patches: if set, each pyramid level keeps this many patches, a random subset of the
@@ -407,6 +420,10 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         window_stride: step between windows; ``None`` for ``window_size // 2``. Needs
             ``window_size``.
         normalize: ``'none'`` (default), ``'mean'`` or ``'channel_mean'``.
+        precision: operands of the exact method's fused CUDA kernels: ``'fp32'`` (default,
+            within 1e-4 relative of float64 on images in ``[0, 1]``), ``'tf32'`` or ``'bf16'``
+            (tensor cores; their errors are stated in :mod:`._kernels.triton_sums`). Sums are
+            accumulated in float32 in every case. No effect elsewhere.
         seed: seed of the random features and of the ``max_patches`` subset.
         redraw: draw new random features (and patch subsets) at each call.
         generator: CPU ``torch.Generator`` to draw from when ``redraw`` is set.
@@ -455,12 +472,38 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                         level_weights=level_weights, method=method, block_size=block_size,
                         num_features=num_features, max_patches=max_patches,
                         accumulate_dtype=accumulate_dtype, max_size=max_size,
-                        window_size=window_size, window_stride=window_stride, normalize=normalize)
+                        window_size=window_size, window_stride=window_stride, normalize=normalize,
+                        precision=precision)
     if redraw and generator is None:
         generator = _redraw_generator(check_seed(seed))
     return _patch_mmd(pred, target, weight, target_weight, spec, check_seed(seed),
                       generator if (redraw or generator is not None) else None,
                       return_terms, check_validate_args(validate_args))
+
+
+def _block_size(block_size: Optional[int], device: torch.device, rows: int) -> int:
+    """The rows of the exact method's blocks: ``block_size`` when given; else 512 on the CPU (the
+    fastest there, 256 to 2048 measured) and, on a GPU, the largest power of two up to 8192 whose
+    blocks (about eight ``rows x block x block`` float32 temporaries) take at most a quarter of the
+    memory free on the device when it is first asked (few, large blocks: launches and Python
+    overhead grow with the number of blocks). The fused kernels of a CUDA device with Triton do
+    not use blocks."""
+    if block_size is not None:
+        return block_size
+    if device.type != "cuda":
+        return 512
+    free = _free_device_memory(device)
+    block = 8192
+    while block > 512 and rows * block * block * 32 > free // 4:
+        block //= 2
+    return block
+
+
+@functools.lru_cache(maxsize=None)
+def _free_device_memory(device: torch.device) -> int:
+    """Bytes free on a CUDA ``device`` the first time it is asked (a driver query, not a stream
+    synchronisation, made once per device)."""
+    return int(torch.cuda.mem_get_info(device)[0])
 
 
 def _auto_is_exact(spec: PatchMMDSpec, patches: int, dim: int) -> bool:
@@ -493,7 +536,7 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
     dtype = compute_dtype(pred, target, accumulate=spec.accumulate_dtype)
     sigmas, weights = spec.sigmas, spec.sigma_weights
-    with torch.autocast(pred.device.type, enabled=False):
+    with no_autocast(pred.device):
         mx = as_weight_mask(weight, pred, "weight", validate_args)
         my = as_weight_mask(target_weight, target, "target_weight" if target_weight is not weight
                             else "weight", validate_args)
@@ -534,15 +577,17 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                 spec.method == "auto"
                 and _auto_is_exact(spec, max(P.shape[1], Q.shape[1]), P.shape[2]))
             # kernel values of one exact pass: at most n * block_size^2, as for whole images
-            side = min(max(P.shape[1], Q.shape[1]), spec.block_size)
-            rows = max(n, n * spec.block_size ** 2 // side ** 2)
+            block = _block_size(spec.block_size, P.device, n)
+            side = min(max(P.shape[1], Q.shape[1]), block)
+            rows = max(n, n * block ** 2 // side ** 2)
+            exact = functools.partial(_mmd_exact, estimator=spec.estimator, block_size=block,
+                                      precision=spec.precision)
             # one (windows,) term per key: the kernel's, or each bandwidth's with return_terms
             if spec.kernel == "random_cnn":
                 keys = ["random_cnn"]
                 kernel = ArcCosineKernel(spec.depth, P.shape[2])
                 if use_exact:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, kernel, spec.estimator,
-                                         spec.block_size)]
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, kernel)]
                 else:
                     layers = (_draw_cnn_weights(P.shape[2], spec.num_features, spec.depth, draw,
                                                 P.device, dtype) if draw is not None else
@@ -554,12 +599,10 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             elif use_exact:
                 keys = list(sigmas)
                 if return_terms:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, GaussianKernel((s,), (w,)),
-                                         spec.estimator, spec.block_size)
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, GaussianKernel((s,), (w,)))
                                 for s, w in zip(sigmas, weights)]
                 else:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, GaussianKernel(sigmas, weights),
-                                         spec.estimator, spec.block_size)]
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, GaussianKernel(sigmas, weights))]
             else:
                 keys = list(sigmas)
                 if draw is not None:
@@ -687,9 +730,9 @@ class PatchMMDLoss(nn.Module):
         **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
             ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,
             ``levels=1``, ``level_weights``,
-            ``method='exact'``, ``block_size=512``, ``num_features=1024``, ``max_patches``,
+            ``method='exact'``, ``block_size=None``, ``num_features=1024``, ``max_patches``,
             ``accumulate_dtype``, ``max_size``, ``window_size=None``, ``window_stride``,
-            ``normalize='none'``), as in :func:`patch_mmd`.
+            ``normalize='none'``, ``precision='fp32'``), as in :func:`patch_mmd`.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`; weight: :math:`(N, H, W)` or :math:`(N, 1, H, W)`

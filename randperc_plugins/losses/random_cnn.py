@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, check_choice, check_image_pair, check_max_size,
+from ._utils import (area_resize, as_weight_mask, no_autocast, check_choice, check_image_pair, check_max_size,
                      check_reduction, check_validate_args, compute_dtype, reduce_per_sample,
                      reduced_size, seeded_generator)
 
@@ -384,7 +384,7 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
     size = (1, ws[0].shape[1], _GAIN_REFERENCE_SIZE, _GAIN_REFERENCE_SIZE)
     reference = torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
                            dtype=torch.float64).to(device)
-    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+    with torch.no_grad(), no_autocast(device):
         feats = random_cnn_features(reference, ws, spec)
         input_size = _distance(reference, distance).mean()
         gains = []
@@ -677,7 +677,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     dtype = compute_dtype(pred, target)
     device = pred.device
     # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
-    with torch.autocast(device_type=device.type, enabled=False):
+    with no_autocast(device):
         ws = [wt.to(device=device, dtype=dtype) for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
