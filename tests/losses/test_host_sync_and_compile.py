@@ -213,3 +213,42 @@ def test_task_defaults_launch_a_bounded_number_of_kernels(task, loss_name):
         loss(*inputs()).backward()
     total = sum(count.ops.values())
     assert 20 < total <= LAUNCH_BUDGET, count.ops.most_common(10)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixed precision: under autocast, with half-precision inputs, every path gives a finite value and
+# gradient, within its tolerance of float32 on the same (rounded) inputs
+# ----------------------------------------------------------------------------------------------
+#: Relative tolerance per loss family: Patch-MMD computes in float32 whatever autocast says (its
+#: ``|u|^2 + |v|^2 - 2 u.v`` products cancel in 16 bits); the random CNN's frozen network may run in
+#: 16 bits under autocast, with its distances accumulated in float32.
+AUTOCAST_RTOL = {"patch_mmd": 1e-4, "random_cnn": 5e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_autocast_gives_finite_values_within_tolerance(name, dtype):
+    loss = LOSSES[name](validate_args=False)
+    logits, label = _segmentation_batch()
+    pred, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+    pred_h, target_h = pred.detach().to(dtype).requires_grad_(), target.to(dtype)
+    with torch.autocast("cpu", dtype=dtype):
+        value = loss(pred_h, target_h, mask)
+    (grad,) = torch.autograd.grad(value, pred_h)
+    expected = loss(pred_h.detach().float(), target_h.float(), mask)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+    if "redraw" not in name:  # a redrawn network differs from call to call
+        rtol = AUTOCAST_RTOL["patch_mmd" if name.startswith("patch_mmd") else "random_cnn"]
+        torch.testing.assert_close(value.float(), expected, rtol=rtol, atol=1e-6)
+
+
+def test_the_training_path_runs_on_meta_tensors():
+    # the meta device runs the code a GPU runs with no data: a host read or a value-sized op fails
+    # there, so every loss of the grid gets through a forward and backward on shapes alone
+    for name in sorted(LOSSES):
+        loss = LOSSES[name](validate_args=False)
+        logits, label = (t.to("meta") for t in _segmentation_batch())
+        logits = logits.detach().requires_grad_()
+        pred, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+        loss(pred, target, mask).backward()
+        assert logits.grad.shape == logits.shape, name

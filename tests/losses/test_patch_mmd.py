@@ -453,6 +453,10 @@ def test_errors_name_argument_and_sizes():
         patch_mmd(x, x, patch_size=3, estimator="u")
     with pytest.raises(ValueError, match=r"`method`"):
         patch_mmd(x, x, patch_size=3, method="dense")
+    with pytest.raises(ValueError, match=r"`precision`.*'fp32', 'tf32', 'bf16'.*'fp16'"):
+        PatchMMDLoss(patch_size=3, precision="fp16")
+    with pytest.raises(ValueError, match=r"`block_size`"):
+        patch_mmd(x, x, patch_size=3, block_size=0)
     with pytest.raises(ValueError, match=r"`sigma_weights`.*2"):
         patch_mmd(x, x, patch_size=3, sigmas=(1.0, 2.0), sigma_weights=(1.0,))
     with pytest.raises(ValueError, match=r"`sigmas`"):
