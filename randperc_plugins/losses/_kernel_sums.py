@@ -3,6 +3,7 @@ backward pass recomputes the blocks (memory linear in the number of patches), an
 turn kernel sums into an MMD². Imports torch only."""
 from __future__ import annotations
 
+import contextlib
 from typing import List, Optional, Tuple
 
 import torch
@@ -153,12 +154,27 @@ def _combine(s_pp: Tensor, s_qq: Tensor, s_pq: Tensor, a: Tensor, b: Tensor, est
     return torch.where(empty, out * 0.0, out)
 
 
+_FUSED = {"enabled": True}
+
+
+@contextlib.contextmanager
+def fused_kernels(enabled: bool):
+    """Within this context the exact sums use the fused kernels only if ``enabled`` (benchmarks and
+    tests compare them with the blocked PyTorch sums on the same device)."""
+    before = _FUSED["enabled"]
+    _FUSED["enabled"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _FUSED["enabled"] = before
+
+
 def kernel_sums(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, kernel, block_size: int,
                 precision: str = "fp32") -> Tensor:
     """The three weighted kernel sums ``(N, 3)`` in float64 (see :class:`_BlockedKernelSums`): by
     the fused Triton kernels on a CUDA device where Triton is installed (float32, float16 and
     bfloat16 inputs; ``precision`` sets their operands), by the blocked PyTorch sums otherwise."""
-    if P.is_cuda and P.dtype != torch.float64:
+    if P.is_cuda and P.dtype != torch.float64 and _FUSED["enabled"]:
         from ._kernels import triton_available
         if triton_available():
             from ._kernels.triton_sums import kernel_sums as fused

@@ -57,3 +57,17 @@ def test_bench_patch_mmd_windows_on_tiny_shapes():
     for r in rows:
         assert r["whole_s"] > 0 and r["windows_s"] > 0
         assert math.isclose(r["time_ratio"], r["windows_s"] / r["whole_s"])
+
+
+def test_bench_patch_mmd_exact_on_tiny_shapes(tmp_path, capsys):
+    from randperc_plugins.benchmarks import patch_mmd_exact
+
+    out = tmp_path / "exact.json"
+    assert patch_mmd_exact.main(["--device", "cpu", "--sides", "16", "--repeat", "1",
+                                 "--out", str(out)]) == 0
+    assert "| 16 | 100 | blocks |" in capsys.readouterr().out
+    import json
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["method"] == "blocks" and rows[0]["x"] == 1
+    # float32 blocks against float64: the 4-bandwidth MMD² of a 16x16 pair, to float32 precision
+    assert all(0 <= r["rel. error"] < 1e-4 for r in rows), rows
