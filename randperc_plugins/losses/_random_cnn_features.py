@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
+from ._random_features import feature_chunk
 from ._utils import host_to_device, no_autocast, seeded_generator
 
 
@@ -95,8 +96,8 @@ def _mmd_random_cnn(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, layers: Tuple[Te
     leaves out the kernel's exact diagonal (``kernel.diagonal_sums``, :math:`|p|^2/d`), the
     expectation of :math:`|z(p)|^2` over the draw, so it stays unbiased over the draw."""
     width = layers[-1].shape[1]
-    # about 2^19 values per activation tensor of a chunk, as for the Fourier features
-    chunk = max(1, (1 << 19) // max(1, P.shape[0] * width))
+    # as many values per activation tensor of a chunk as for the Fourier features
+    chunk = feature_chunk(P.shape[0], width, P.device)
     mp = _CNNFeatureMean.apply(P, a.detach(), layers, chunk, weighted).to(torch.float64)
     mq = _CNNFeatureMean.apply(Q, b.detach(), layers, chunk, weighted).to(torch.float64)
     a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
