@@ -174,12 +174,19 @@ def kernel_sums(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, kernel, block_size: 
     """The three weighted kernel sums ``(N, 3)`` in float64 (see :class:`_BlockedKernelSums`): by
     the fused Triton kernels on a CUDA device where Triton is installed (float32, float16 and
     bfloat16 inputs; ``precision`` sets their operands), by the blocked PyTorch sums otherwise."""
-    if P.is_cuda and P.dtype != torch.float64 and _FUSED["enabled"]:
-        from ._kernels import triton_available
-        if triton_available():
-            from ._kernels.triton_sums import kernel_sums as fused
-            return fused(P, Q, a, b, kernel, precision=precision)
+    if _use_fused(P):
+        from ._kernels.triton_sums import kernel_sums as fused
+        return fused(P, Q, a, b, kernel, precision=precision)
     return _BlockedKernelSums.apply(P, Q, a, b, kernel, block_size)
+
+
+def _use_fused(P: Tensor) -> bool:
+    """Whether the fused kernels take the sums of ``P``: on a CUDA device with Triton, for float32,
+    float16 and bfloat16 (float64 stays on the PyTorch path, the reference)."""
+    if not (P.is_cuda and P.dtype != torch.float64 and _FUSED["enabled"]):
+        return False
+    from ._kernels import triton_available
+    return triton_available()
 
 
 def _mmd_exact(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, kernel, estimator: str,
