@@ -14,6 +14,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 triton = pytest.importorskip("triton", reason="Triton is not installed (it ships with torch's CUDA wheels)")
 
+pytest.importorskip("randperc_plugins.losses._kernels.triton_sums")
 from randperc_plugins.losses import _kernel_sums  # noqa: E402
 from randperc_plugins.losses.patch_mmd import patch_mmd  # noqa: E402
 
