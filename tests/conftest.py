@@ -6,9 +6,15 @@ import os
 import socket
 import subprocess
 
-import pytest
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+# Without a GPU, Triton kernels run under Triton's interpreter; it must be chosen before anything
+# imports triton (torch does, lazily): triton's own library functions are compiled or interpreted
+# once, when triton is imported.
+if not os.path.exists("/dev/nvidia0") and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from train_runs import tool_env
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, no_autocast, check_choice, check_image_pair, check_max_size,
+from ._utils import (area_resize, as_weight_mask, host_to_device, no_autocast, check_choice, check_image_pair, check_max_size,
                      check_reduction, check_validate_args, compute_dtype, reduce_per_sample,
                      reduced_size, seeded_generator)
 
@@ -382,8 +382,8 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
     device = weights[0].device
     ws = [w.detach().to(torch.float64) for w in weights]
     size = (1, ws[0].shape[1], _GAIN_REFERENCE_SIZE, _GAIN_REFERENCE_SIZE)
-    reference = torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
-                           dtype=torch.float64).to(device)
+    reference = host_to_device(torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
+                                          dtype=torch.float64), device)
     with torch.no_grad(), no_autocast(device):
         feats = random_cnn_features(reference, ws, spec)
         input_size = _distance(reference, distance).mean()
@@ -678,7 +678,9 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     device = pred.device
     # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
     with no_autocast(device):
-        ws = [wt.to(device=device, dtype=dtype) for wt in weights]
+        # weights redrawn on the CPU reach a GPU without blocking the host
+        ws = [host_to_device(wt, device).to(dtype) if wt.device != device else wt.to(dtype)
+              for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
@@ -696,7 +698,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             feats_y = random_cnn_features(y, ws, spec)
 
         if gains is not None:
-            gains = gains.to(device=device, dtype=dtype)
+            gains = (host_to_device(gains, device) if gains.device != device else gains).to(dtype)
         total = x.new_zeros(n)
         terms = OrderedDict()
         for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
