@@ -9,6 +9,7 @@ import importlib
 
 #: ``tools/benchmark.py`` subcommand -> module of this package, and what it measures.
 SUBCOMMANDS = {
+    "gpu": ("gpu", "every task default on one GPU: steps with each loss, loss alone, memory, host syncs"),
     "random-cnn": ("random_cnn", "random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss"),
     "patch-mmd": ("patch_mmd", "exact blocked patch-MMD against dense, geomloss and random features"),
     "patch-mmd-exact": ("patch_mmd_exact", "exact patch-MMD on whole images: fused kernels per precision, blocks, geomloss"),

@@ -87,9 +87,15 @@ def measure(side: int, device: torch.device, ref_max: int, repeat: int) -> List[
     reference = None
     if side <= ref_max:
         reference = float(_case(x.double(), y.double())())
-    values = {name: float(fn()) for name, fn in cases.items()}  # warm-up (and compilation)
+    values, rows = {}, []
+    for name, fn in list(cases.items()):  # warm-up (and compilation); a failing case is a row
+        try:
+            values[name] = float(fn())
+        except Exception as e:  # noqa: BLE001
+            del cases[name]
+            rows.append({"side": side, "patches": (side - PATCH + 1) ** 2, "method": name,
+                         "seconds": f"{type(e).__name__}: {str(e)[:100]}"})
     times = time_in_turns(cases, device, repeat=repeat)
-    rows = []
     first = next(iter(times.values()))
     for name, fn in cases.items():
         rows.append({
