@@ -149,3 +149,30 @@ def test_bad_settings_name_the_argument():
         kernel_sums(P, Q, a, b, GaussianKernel((1.0,), (1.0,)), block_m=24)
     with pytest.raises(TypeError, match=r"`kernel`.*GaussianKernel.*str"):
         kernel_sums(P.to(DEVICE), Q.to(DEVICE), a.to(DEVICE), b.to(DEVICE), "gaussian")
+
+
+def test_a_launch_that_does_not_fit_retries_with_smaller_tiles():
+    from triton.runtime.errors import OutOfResources
+
+    from randperc_plugins.losses._kernels import triton_sums
+
+    launched = []
+
+    class FakeKernel:  # needs BLOCK_M * BLOCK_N <= 512 of "shared memory"
+        def __getitem__(self, grid):
+            def run(*args, BLOCK_M, BLOCK_N, BLOCK_D, **constants):
+                if BLOCK_M * BLOCK_N > 512:
+                    raise OutOfResources(BLOCK_M * BLOCK_N, 512, "shared memory")
+                launched.append((grid, BLOCK_M, BLOCK_N))
+            return run
+
+    fake = FakeKernel()
+    triton_sums._launch(fake, lambda bm: (1, 100 // bm), (), dict(PRECISION=0), (64, 64, 256))
+    assert launched == [((1, 3), 32, 16)]  # columns halved to 16 first, then rows
+    triton_sums._launch(fake, lambda bm: (1, 100 // bm), (), dict(PRECISION=0), (64, 64, 256))
+    assert launched[-1] == ((1, 3), 32, 16) and len(launched) == 2  # remembered: no failed launch
+    with pytest.raises(OutOfResources):
+        triton_sums._launch(FakeKernel.__new__(type("Never", (FakeKernel,), {
+            "__getitem__": lambda self, g: (lambda *a, **k: (_ for _ in ()).throw(
+                OutOfResources(1, 0, "shared memory")))})), lambda bm: (1, 1), (),
+            dict(PRECISION=1), (64, 64, 256))
