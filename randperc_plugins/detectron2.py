@@ -44,6 +44,7 @@ from detectron2.modeling.roi_heads.mask_head import (ROI_MASK_HEAD_REGISTRY, Mas
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
+from .losses._utils import check_loss_weight
 from .losses.patch_mmd import PatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
@@ -132,7 +133,7 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
                             f"got {type(perceptual).__name__}")
         settings = {"loss_weight": 1.0, **task_defaults("instance_masks", self.core_name),
                     **dict(perceptual or {})}
-        self.perceptual_weight = float(settings.pop("loss_weight"))
+        self.perceptual_weight = check_loss_weight(settings.pop("loss_weight"), "perceptual['loss_weight']")
         # Per ROI from the core; the head averages over the ROIs itself (see perceptual_mask_loss).
         settings["reduction"] = "none"
         settings.setdefault("validate_args", False)  # the core's value checks read tensors on the host

@@ -43,7 +43,7 @@ import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import check_reduction
+from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import restoration_inputs, task_defaults
@@ -82,7 +82,7 @@ class _MMagicPerceptualLoss(nn.Module):
         super().__init__()
         defaults = task_defaults("restoration", self.core_name)
         default_weight = defaults.pop("loss_weight", 1.0)
-        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
+        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self.sample_wise = bool(sample_wise)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)

@@ -52,9 +52,10 @@ from __future__ import annotations
 from typing import Optional
 
 from mmdet.registry import MODELS
+import torch
 from torch import Tensor, nn
 
-from .losses._utils import check_reduction
+from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
@@ -75,7 +76,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         super().__init__()
         defaults = task_defaults("instance_masks", self.core_key)
         default_weight = defaults.pop("loss_weight", 1.0)
-        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
+        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
         self.validate_args = validate_args
@@ -120,7 +121,8 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         elif reduction == "sum":
             loss = per_roi.sum()
         elif avg_factor is not None:
-            loss = per_roi.sum() / avg_factor
+            # as mmdet's weight_reduce_loss: an avg_factor of 0 (no positive sample) gives 0, not Inf
+            loss = per_roi.sum() / (avg_factor + torch.finfo(torch.float32).eps)
         else:
             loss = per_roi.mean()
         return self.loss_weight * loss

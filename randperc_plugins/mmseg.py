@@ -28,7 +28,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .losses import tasks
-from .losses._utils import check_reduction, check_validate_args, reduce_per_sample
+from .losses._utils import check_loss_weight, check_reduction, check_validate_args, reduce_per_sample
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .openmmlab import check_loss_name
@@ -54,7 +54,7 @@ class _MMSegPerceptualLoss(nn.Module):
         super().__init__()
         defaults = tasks.task_defaults("segmentation", self.task_loss)
         default_weight = defaults.pop("loss_weight")  # applied here, not by the core
-        self.loss_weight = float(default_weight if loss_weight is None else loss_weight)
+        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
         # The core returns per-sample values; mmseg's `reduction_override` is applied here.

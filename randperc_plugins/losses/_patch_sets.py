@@ -49,7 +49,7 @@ def extract_patches(x: Tensor, patch_size: int, stride: int = 1,
     else:
         masked = (mask.detach() == 0).to(patches.dtype)
         touched = F.max_pool2d(masked, kernel_size=patch_size, stride=stride)
-        valid = (1.0 - touched).reshape(n, -1)
+        valid = (1.0 - touched).flatten(1)  # (N, L), also for an empty batch
     return patches, valid
 
 

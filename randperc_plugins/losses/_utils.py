@@ -42,6 +42,8 @@ def check_reduction(reduction: str) -> str:
 def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
     """Reduce a per-sample loss of shape ``[N]`` to a scalar (``mean``/``sum``) or keep it (``none``)."""
     if reduction == "mean":
+        if per_sample.shape[0] == 0:  # an empty batch: 0 with a gradient, not the NaN of an empty mean
+            return per_sample.sum()
         return per_sample.mean()
     if reduction == "sum":
         return per_sample.sum()
@@ -51,13 +53,13 @@ def reduce_per_sample(per_sample: Tensor, reduction: str) -> Tensor:
 def check_image_pair(pred: Tensor, target: Tensor, pred_name: str = "pred",
                      target_name: str = "target", validate_args: bool = True) -> None:
     """Check two ``(N, C, H, W)`` floating tensors of the same shape and (with ``validate_args``, a
-    host read) a finite target.
+    host read) that both are finite.
 
     Raises:
         TypeError: if either is not a floating-point tensor.
         ValueError: if either is not 4-D, the shapes differ, or the target holds NaN or Inf.
     """
-    check_image(pred, pred_name, finite=False)
+    check_image(pred, pred_name, finite=validate_args)
     check_image(target, target_name, finite=validate_args)
     if pred.shape != target.shape:
         raise ValueError(f"`{pred_name}` and `{target_name}` must have the same shape, got "
@@ -170,6 +172,36 @@ def check_validate_args(value) -> bool:
     """``validate_args`` must be a plain bool (a tensor here would itself be a host read)."""
     if not isinstance(value, bool):
         raise TypeError(f"`validate_args` must be a bool, got {type(value).__name__}")
+    return value
+
+
+def check_loss_weight(value, name: str = "loss_weight") -> float:
+    """Return ``value`` as a float if it is a finite, non-negative real number.
+
+    A negative weight would train the model to maximise the distance (detectron2's YAML uses -1 to mean
+    "the task default": the same number in a Python config must not flip the sign silently); a string
+    or a bool is a mistake in a config, not a weight.
+
+    Raises:
+        TypeError: if ``value`` is not an int or a float (a bool or a string included).
+        ValueError: if it is negative, NaN or infinite.
+    """
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a non-negative number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite, non-negative number (0 disables the term), got "
+                         f"{value!r}")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` if it is a bool; raise ``TypeError`` otherwise (``'False'`` is a non-empty
+    string, which Python would read as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {type(value).__name__} {value!r}")
     return value
 
 

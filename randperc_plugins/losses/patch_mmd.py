@@ -35,9 +35,10 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (as_weight_mask, no_autocast, check_choice, check_image, check_max_size, check_positive_int,
-                     check_reduction, check_seed, check_validate_args, compute_dtype,
-                     reduce_per_sample, seeded_generator)
+from ._utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
+                     check_max_size, check_positive_int, check_reduction, check_seed,
+                     check_validate_args, compute_dtype, no_autocast, reduce_per_sample,
+                     seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
            "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
@@ -115,8 +116,12 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
 def _check_sigmas(sigmas: Optional[Sequence[float]], patch_size: int) -> Tuple[float, ...]:
     if sigmas is None:
         return default_sigmas(patch_size)
-    if isinstance(sigmas, (int, float)):
+    if isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
         sigmas = (sigmas,)
+    if isinstance(sigmas, (str, bytes)) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) for s in sigmas):
+        raise TypeError(f"`sigmas` must be a number or a sequence of numbers (bandwidths for images in "
+                        f"[0, 1]), got {sigmas!r}")
     sigmas = tuple(float(s) for s in sigmas)
     if len(sigmas) == 0 or any(not math.isfinite(s) or s <= 0 for s in sigmas):
         raise ValueError(f"`sigmas` must be a non-empty sequence of positive bandwidths, got {sigmas}")
@@ -474,7 +479,7 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                         accumulate_dtype=accumulate_dtype, max_size=max_size,
                         window_size=window_size, window_stride=window_stride, normalize=normalize,
                         precision=precision)
-    if redraw and generator is None:
+    if check_bool(redraw, "redraw") and generator is None:
         generator = _redraw_generator(check_seed(seed))
     return _patch_mmd(pred, target, weight, target_weight, spec, check_seed(seed),
                       generator if (redraw or generator is not None) else None,
@@ -671,10 +676,11 @@ def patch_mmd_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None
         raise TypeError(f"patch_mmd_loss() got unexpected keyword arguments {sorted(unknown)}")
     spec, rest = _split_settings(settings)
     seed, generator = check_seed(rest.get("seed", 0)), rest.get("generator")
-    if rest.get("redraw", False) and generator is None:
+    if check_bool(rest.get("redraw", False), "redraw") and generator is None:
         generator = _redraw_generator(seed)
     return _patch_mmd_loss(pred, target, weight, rest.get("target_weight"), spec, seed, generator,
-                           bool(squared), check_reduction(reduction), float(loss_weight),
+                           check_bool(squared, "squared"), check_reduction(reduction),
+                           check_loss_weight(loss_weight),
                            return_terms, check_validate_args(validate_args))
 
 
@@ -756,10 +762,10 @@ class PatchMMDLoss(nn.Module):
         super().__init__()
         self.spec = PatchMMDSpec(**settings)
         self.seed = seed
-        self.redraw = bool(redraw)
-        self.squared = bool(squared)
+        self.redraw = check_bool(redraw, "redraw")
+        self.squared = check_bool(squared, "squared")
         self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_loss_weight(loss_weight)
         self.validate_args = check_validate_args(validate_args)
         self._generator = seeded_generator(seed) if redraw else None
         check_seed(seed)

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, host_to_device, no_autocast, check_choice, check_image_pair, check_max_size,
-                     check_reduction, check_validate_args, compute_dtype, reduce_per_sample,
-                     reduced_size, seeded_generator)
+from ._utils import (area_resize, as_weight_mask, check_bool, check_choice, check_image_pair,
+                     check_loss_weight, check_max_size, check_reduction, check_validate_args,
+                     compute_dtype, host_to_device, no_autocast, reduce_per_sample, reduced_size,
+                     seeded_generator)
 
 __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
            "random_cnn_perceptual_loss",
@@ -637,7 +638,7 @@ def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Te
     reduction = check_reduction(reduction)
     out = random_cnn_distance(pred, target, weight, return_terms=return_terms,
                               validate_args=validate_args, **settings)
-    return _reduce_and_weight(out, reduction, float(loss_weight))
+    return _reduce_and_weight(out, reduction, check_loss_weight(loss_weight))
 
 
 def _reduce_and_weight(out, reduction: str, loss_weight: float):
@@ -826,11 +827,11 @@ class RandomCNNPerceptualLoss(nn.Module):
         seeded_generator(seed)  # validates `seed`
         self.in_channels = in_channels
         self.seed = seed
-        self.redraw = bool(redraw)
+        self.redraw = check_bool(redraw, "redraw")
         self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size,
                                             balance)
         self.reduction = check_reduction(reduction)
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_loss_weight(loss_weight)
         self.validate_args = check_validate_args(validate_args)
         self._generator: Optional[torch.Generator] = None
         self._num_weights = 0

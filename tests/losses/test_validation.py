@@ -1,0 +1,97 @@
+"""One validation policy for both losses: settings are checked when a loss is built, values (NaN, Inf)
+with ``validate_args=True``, and legitimate edge cases (an empty batch) give a finite value and a
+gradient."""
+import math
+
+import pytest
+import torch
+
+from randperc_plugins.losses import (PatchMMDLoss, RandomCNNPerceptualLoss, patch_mmd_loss,
+                                     random_cnn_perceptual_loss, tasks)
+from randperc_plugins.losses.random_cnn import RandomCNNSpec
+
+TINY_CNN = dict(widths=((4,), (8,)), layers=("relu1_1", "relu2_1"))
+MODULES = {
+    "random_cnn": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, **kw),
+    "patch_mmd": lambda **kw: PatchMMDLoss(patch_size=3, **kw),
+}
+FUNCTIONS = {
+    "random_cnn": lambda x, y, **kw: random_cnn_perceptual_loss(x, y, spec=RandomCNNSpec(**TINY_CNN),
+                                                                **kw),
+    "patch_mmd": lambda x, y, **kw: patch_mmd_loss(x, y, patch_size=3, **kw),
+}
+
+
+@pytest.mark.parametrize("value, error", [
+    (-1.0, ValueError), (-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
+    ("1.0", TypeError), (True, TypeError), (None, TypeError)])
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_loss_weight_must_be_a_finite_non_negative_number(loss, value, error):
+    with pytest.raises(error, match=r"`loss_weight`.*non-negative"):
+        MODULES[loss](loss_weight=value)
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(error, match=r"`loss_weight`"):
+        FUNCTIONS[loss](x, x, loss_weight=value)
+
+
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_a_zero_weight_is_legitimate(loss):
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    value = MODULES[loss](loss_weight=0)(x, torch.rand(1, 3, 8, 8))
+    value.backward()
+    assert float(value) == 0.0 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("name, value", [("redraw", "False"), ("redraw", 0), ("squared", "no")])
+def test_booleans_must_be_booleans(name, value):
+    with pytest.raises(TypeError, match=rf"`{name}` must be True or False, got str|`{name}` must be True or False, got int"):
+        PatchMMDLoss(patch_size=3, **{name: value})
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(TypeError, match=rf"`{name}`"):
+        patch_mmd_loss(x, x, patch_size=3, **{name: value})
+    if name == "redraw":
+        with pytest.raises(TypeError, match=r"`redraw`"):
+            RandomCNNPerceptualLoss(**TINY_CNN, redraw=value)
+
+
+@pytest.mark.parametrize("sigmas", ["0.5", ["0.5", 1.0], (True,)])
+def test_sigmas_must_be_numbers(sigmas):
+    with pytest.raises(TypeError, match=r"`sigmas` must be a number or a sequence of numbers"):
+        PatchMMDLoss(patch_size=3, sigmas=sigmas)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("side", ["pred", "target"])
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_non_finite_values_are_refused_when_validating(loss, side, bad):
+    x, y = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    (x if side == "pred" else y)[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=rf"`{side}` must be finite"):
+        MODULES[loss]()(x, y)
+
+
+def _empty_case(task):
+    if task == "segmentation":
+        logits = torch.randn(0, 4, 16, 16, requires_grad=True)
+        return logits, lambda: tasks.segmentation_inputs(logits, torch.zeros(0, 16, 16, dtype=torch.long))
+    if task == "restoration":
+        pred = torch.rand(0, 3, 16, 16, requires_grad=True)
+        return pred, lambda: tasks.restoration_inputs(pred, torch.rand(0, 3, 16, 16))
+    logits = torch.randn(0, 5, 28, 28, requires_grad=True)
+    return logits, lambda: tasks.instance_mask_inputs(logits, torch.rand(0, 28, 28),
+                                                      torch.zeros(0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", ["random_cnn", "patch_mmd"])
+@pytest.mark.parametrize("task", ["segmentation", "restoration", "instance_masks"])
+def test_an_empty_batch_gives_zero_with_a_gradient(task, loss, reduction):
+    cls = RandomCNNPerceptualLoss if loss == "random_cnn" else PatchMMDLoss
+    module = cls(**{**tasks.task_defaults(task, loss), "reduction": reduction})
+    leaf, inputs = _empty_case(task)
+    value = module(*inputs())
+    assert value.shape == ((0,) if reduction == "none" else ())
+    value.sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == leaf.shape
+    if reduction != "none":
+        assert float(value.detach()) == 0.0
