@@ -47,7 +47,7 @@ from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import restoration_inputs, task_defaults
-from .openmmlab import check_loss_name, log_loss_term
+from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss",
            "GANRandomCNNPerceptualLoss", "GANPatchMMDLoss"]
@@ -114,20 +114,27 @@ class _MMagicPerceptualLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:
-        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``.
+        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``, or ``(N, T, C, H,
+        W)`` videos (each frame compared as an image).
 
         ``weight`` is mmagic's optional element-wise weight ``(N, C, H, W)`` or ``(N, 1, H, W)`` (a
         channel-wise weight is averaged over channels: the losses compare whole pixels); 0 leaves a
         pixel out. Returns a scalar, or ``(N,)`` with ``reduction='none'``.
         """
-        pred, target = restoration_inputs(pred, target)
+        frames = 1
+        if pred.dim() == 5:  # video editors (BasicVSR, ...): (N, T, C, H, W), frames as samples
+            frames = pred.shape[1]
+            pred, target = pred.flatten(0, 1), target.flatten(0, 1)
+            weight = None if weight is None or weight.dim() != 5 else weight.flatten(0, 1)
+        # no value check here on the training path (each is a host read); the range once, below
+        pred, target = restoration_inputs(pred, target, validate_args=self.validate_args)
         if self.validate_args or not self._checked:
             self._check_values(pred, target)
             self._checked = True
         mask = _pixel_mask(weight, pred)
         per_sample = self.core(pred, target, weight=mask)
         if self.reduction == "none":
-            loss = per_sample
+            loss = per_sample.view(-1, frames).mean(1)  # per sample (a video: its frames' mean)
         elif self.reduction == "sum":
             loss = per_sample.sum()
         elif mask is None or self.sample_wise:
@@ -194,12 +201,10 @@ class _AddToPixelLoss(nn.Module):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline pixel loss, "
                             f"got {type(base_type).__name__}")
-        if perceptual is not None and not isinstance(perceptual, dict):
-            raise TypeError(f"`perceptual` must be a dict of the perceptual loss's arguments or None, "
-                            f"got {type(perceptual).__name__}")
         self.base_name = check_loss_name(base_name)
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = self.perceptual_cls(**(perceptual or {}))
+        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual, self.base_name,
+                                                "pixel_loss")
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:

@@ -59,7 +59,7 @@ from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
-from .openmmlab import check_loss_name, log_loss_term
+from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -190,12 +190,10 @@ class _AddToMaskLoss(nn.Module):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
                             f"got {type(base_type).__name__}")
-        if perceptual is not None and not isinstance(perceptual, dict):
-            raise TypeError(f"`perceptual` must be a dict of the term's arguments, "
-                            f"got {type(perceptual).__name__}")
         self.base_loss_name = check_loss_name(base_loss_name)
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = self.perceptual_cls(**(perceptual or {}))
+        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
+                                                self.base_loss_name, "loss_mask")
 
     def forward(self, mask_logits: Tensor, mask_targets: Tensor, labels: Tensor, *args, **kwargs) -> Tensor:
         base = self.base(mask_logits, mask_targets, labels, *args, **kwargs)

@@ -31,7 +31,7 @@ from .losses import tasks
 from .losses._utils import check_loss_weight, check_reduction, check_validate_args, reduce_per_sample
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .openmmlab import check_loss_name
+from .openmmlab import build_perceptual_term, check_loss_name
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -148,7 +148,9 @@ class _AddToBaseLoss(nn.ModuleList):
             raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
                             f"got {type(base_type).__name__}")
         base = MODELS.build(dict(type=base_type, **base_kwargs))
-        super().__init__([base, self.perceptual_cls(**(perceptual or {}))])
+        super().__init__([base, build_perceptual_term(self.perceptual_cls, perceptual,
+                                                      getattr(base, "loss_name", None),
+                                                      "loss_decode")])
 
 
 @MODELS.register_module()

@@ -157,3 +157,14 @@ def test_avg_factor_zero_gives_a_finite_value(name):
     per_roi = loss(logits, targets, labels, reduction_override="none")
     got = loss(logits, targets, labels, avg_factor=2.0)
     torch.testing.assert_close(got, per_roi.sum() / (2.0 + torch.finfo(torch.float32).eps))
+
+
+@pytest.mark.parametrize("name", ["AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"])
+def test_composite_mistakes_say_what_to_write(name):
+    cls = getattr(rp_mmdet, name)
+    with pytest.raises(TypeError, match=r"`perceptual` must be a dict.*loss_mask=dict"):
+        cls(perceptual=[("loss_weight", 0.1)])
+    with pytest.raises(ValueError, match=r"'loss_mask_ce' is the baseline loss's own name"):
+        cls(perceptual=dict(loss_name="loss_mask_ce"))
+    with pytest.raises(ValueError, match=r"`loss_weight`.*non-negative"):
+        cls(perceptual=dict(loss_weight=float("nan")))
