@@ -195,3 +195,29 @@ def test_no_configs_folder_is_a_clear_error(tmp_path, monkeypatch):
 def test_module_docstring_example_runs():
     result = doctest.testmod(configs_cli, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_copy_to_a_file_or_an_unwritable_folder_is_a_one_line_error(extra_root, tmp_path, capsys):
+    name = "pspnet_r50-d8_patch-mmd_4xb2-80k_cityscapes-512x1024"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        configs_cli.main(["copy", name, str(a_file)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(a_file) in err and "is a file, not a directory" in err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: make the parent a file instead
+            target = a_file / "below"
+        else:
+            target = locked / "sub"
+        with pytest.raises(SystemExit) as exit_info:
+            configs_cli.main(["copy", name, str(target)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and str(target.parent) in err
+    finally:
+        locked.chmod(0o700)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .arms import load_arms
@@ -36,7 +37,13 @@ def main(argv=None) -> dict:
         arms = load_arms([args.baseline] + args.runs, args.name, progress=not args.no_progress)
     except (LogError, ValueError) as err:
         sys.exit(f"compare: {err}")
-    result = write_report(arms, args.out, args.ci, progress=not args.no_progress)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"compare: --out {args.out} is a file; give a folder for compare.md, metrics.csv and "
+                 f"curves/")
+    try:
+        result = write_report(arms, args.out, args.ci, progress=not args.no_progress)
+    except OSError as err:
+        sys.exit(f"compare: cannot write the report into {args.out}: {err.strerror or err}")
     print(result["markdown"])
     for line in summary_lines(result["rows"]):
         print(line)

@@ -308,3 +308,16 @@ def test_restoration_runs_have_no_per_class_section(tmp_path):
     assert "| l1+gpl | 1 | PSNR |" in md
     assert "Per-class" not in md and "per-class" not in md
     assert not (tmp_path / "report" / "per_class_iou.csv").exists()
+
+
+def test_out_onto_a_file_is_a_one_line_error(mmseg_runs, tmp_path):
+    a_file = tmp_path / "report.md"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match=rf"compare: --out {a_file} is a file; give a folder"):
+        compare_main([str(mmseg_runs / "baseline"), str(mmseg_runs / "gpl"), "--out", str(a_file),
+                      "--no-progress"])
+    assert a_file.read_text() == "mine"
+    below = a_file / "sub"  # a folder that cannot be made: its parent is a file
+    with pytest.raises(SystemExit, match=rf"compare: cannot write the report into {below}"):
+        compare_main([str(mmseg_runs / "baseline"), str(mmseg_runs / "gpl"), "--out", str(below),
+                      "--no-progress"])
