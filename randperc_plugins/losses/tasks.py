@@ -208,7 +208,8 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
     Raises:
         TypeError: if ``mask_logits`` is not floating point or ``labels`` is.
         ValueError: if the ROI counts or mask sizes disagree, or (with ``validate_args``) a label is
-            not a channel of ``mask_logits``.
+            not a channel of ``mask_logits`` or a target lies outside ``[0, 1]`` (``{0, 255}``
+            masks).
 
     Example:
         >>> logits = torch.randn(3, 80, 28, 28)
@@ -234,11 +235,19 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
     labels = labels.reshape(-1)
     if k > 1 and labels.shape[0] != r:
         raise ValueError(f"`labels` must hold one class per ROI ({r}), got shape {tuple(labels.shape)}")
-    if validate_args and k > 1 and r > 0:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= k:
+    if validate_args and r > 0:
+        # one host read for the label range and the targets' range
+        stats = [mask_targets.detach().float().amin(), mask_targets.detach().float().amax()]
+        if k > 1:
+            stats += [labels.detach().float().amin(), labels.detach().float().amax()]
+        values = torch.stack(stats).tolist()
+        if not (0.0 <= values[0] and values[1] <= 1.0):
+            raise ValueError(f"`mask_targets` must be foreground fractions in [0, 1] (binary masks as 0 "
+                             f"and 1), got values in [{values[0]:g}, {values[1]:g}]: scale {{0, 255}} "
+                             f"masks by 1/255")
+        if k > 1 and (values[2] < 0 or values[3] >= k):
             raise ValueError(f"`labels` must be classes in [0, {k}) of `mask_logits`, got values in "
-                             f"[{low}, {high}]")
+                             f"[{int(values[2])}, {int(values[3])}]")
     dtype = compute_dtype(mask_logits)
     if k == 1:
         chosen = mask_logits

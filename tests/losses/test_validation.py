@@ -95,3 +95,14 @@ def test_an_empty_batch_gives_zero_with_a_gradient(task, loss, reduction):
     assert leaf.grad is not None and leaf.grad.shape == leaf.shape
     if reduction != "none":
         assert float(value.detach()) == 0.0
+
+
+def test_mask_targets_outside_zero_one_are_refused_when_validating():
+    logits = torch.randn(3, 5, 8, 8)
+    targets = (torch.rand(3, 8, 8) > 0.5).to(torch.uint8) * 255  # {0, 255} masks, a common mistake
+    with pytest.raises(ValueError, match=r"`mask_targets` must be .* \[0, 1\].*got values in \[0, 255\]"):
+        tasks.instance_mask_inputs(logits, targets, torch.tensor([0, 4, 2]))
+    prob, target = tasks.instance_mask_inputs(logits, targets / 255, torch.tensor([0, 4, 2]))
+    assert float(target.max()) == 1.0
+    with pytest.raises(ValueError, match=r"`labels` must be classes in \[0, 5\).*\[0, 7\]"):
+        tasks.instance_mask_inputs(logits, targets / 255, torch.tensor([0, 7, 2]))
