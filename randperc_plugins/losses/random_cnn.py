@@ -685,7 +685,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
-            mask = mask.to(dtype)
+            mask = mask.to(dtype).clamp(min=0)  # weight <= 0: ignored, as Patch-MMD does
             gate = (mask > 0).to(dtype)
             x = x * gate
             y = y * gate

@@ -173,6 +173,9 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
         if kept_max >= num_classes:
             raise ValueError(f"`label` holds class {kept_max}, but `logits` has {c} channels "
                              f"(ignore_index={ignore_index})")
+    # without validation a label that is no class of the logits is ignored like a void pixel (not
+    # clamped into a wrong target)
+    valid &= label < num_classes
     dtype = compute_dtype(logits)
     clean = torch.where(valid, label, torch.zeros_like(label)).long()
     if c == 1:
@@ -180,8 +183,7 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
         one_hot = clean.unsqueeze(1).to(dtype)
     else:
         probabilities = torch.softmax(logits.to(dtype), dim=1)
-        # without validation an out-of-range label must not crash one_hot: it clamps to the last class
-        one_hot = torch.nn.functional.one_hot(clean.clamp_(max=c - 1), c).permute(0, 3, 1, 2).to(dtype)
+        one_hot = torch.nn.functional.one_hot(clean, c).permute(0, 3, 1, 2).to(dtype)
     mask = valid.unsqueeze(1).to(dtype)
     if weight is not None:
         mask = mask * as_weight_mask(weight, probabilities, "weight", validate_args)

@@ -106,3 +106,28 @@ def test_mask_targets_outside_zero_one_are_refused_when_validating():
     assert float(target.max()) == 1.0
     with pytest.raises(ValueError, match=r"`labels` must be classes in \[0, 5\).*\[0, 7\]"):
         tasks.instance_mask_inputs(logits, targets / 255, torch.tensor([0, 7, 2]))
+
+
+def test_labels_that_are_no_class_are_ignored_without_validation():
+    logits = torch.randn(1, 1, 4, 4)  # binary segmentation: classes 0 and 1
+    label = torch.tensor([[[0, 1, 3, 255]] * 4])
+    prob, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+    assert target.max() <= 1 and mask[0, 0, :, 2:].sum() == 0 and mask[0, 0, :, :2].sum() == 8
+    logits = torch.randn(1, 3, 4, 4)
+    label = torch.tensor([[[0, 2, 7, -1]] * 4])
+    _, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+    assert mask[0, 0, :, 2:].sum() == 0 and target[0, 2, :, 2].sum() == 0  # 7 is no class 2 stand-in
+    with pytest.raises(ValueError, match=r"`label` holds class 7"):
+        tasks.segmentation_inputs(logits, label)
+
+
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_a_negative_pixel_weight_means_ignored_in_both_losses(loss):
+    # refused when validating; without validation, weight <= 0 leaves the pixel out, as weight 0
+    x, y = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 12, 12)
+    negative, zero = torch.ones(1, 12, 12), torch.ones(1, 12, 12)
+    negative[:, :5], zero[:, :5] = -1.0, 0.0
+    with pytest.raises(ValueError, match=r"`weight`.*negative"):
+        MODULES[loss]()(x, y, negative)
+    torch.testing.assert_close(MODULES[loss](validate_args=False)(x, y, negative),
+                               MODULES[loss](validate_args=False)(x, y, zero))
