@@ -25,6 +25,10 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 # Configs, hooks and scripts that tests hand to the tools: modules, but no tests and no doctests (some
 # import what only the tools' processes can, such as tools/train_net.py).
 collect_ignore_glob = ["*/data/*"]
+# The fused kernels' module imports triton (shipped with torch's CUDA wheels); elsewhere its doctests
+# cannot be collected, and its tests skip.
+if importlib.util.find_spec("triton") is None:
+    collect_ignore_glob.append("*/_kernels/triton_sums.py")
 REPO = os.path.dirname(TESTS)
 # The framework-free tier (`make test-core`, in an environment with torch and the test extras only):
 # folders and files of the repository whose tests import torch and the core, never a training

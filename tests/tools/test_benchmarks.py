@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny shapes and report what their tables promise."""
 import math
 
+import pytest
 import torch
 
 from randperc_plugins.benchmarks import patch_mmd as bench_patch_mmd
@@ -76,6 +77,7 @@ def test_bench_patch_mmd_exact_on_tiny_shapes(tmp_path, capsys):
 def test_bench_gpu_table_on_tiny_shapes(tmp_path, capsys):
     import json
 
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")
     from randperc_plugins.benchmarks import gpu
 
     assert gpu.main(["--device", "cpu", "--quick", "--tasks", "restoration", "--warmup", "0",
@@ -90,7 +92,7 @@ def test_bench_gpu_table_on_tiny_shapes(tmp_path, capsys):
 
 
 def test_bench_gpu_flops_at_the_task_shapes(capsys):
-    from randperc_plugins.benchmarks import gpu
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")    from randperc_plugins.benchmarks import gpu
 
     rows = [r for t in ("restoration", "instance_masks") for r in gpu.flop_rows(t, quick=False)]
     by = {(r["task"], r["variant"]): r for r in rows}
