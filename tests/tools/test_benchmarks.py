@@ -92,7 +92,8 @@ def test_bench_gpu_table_on_tiny_shapes(tmp_path, capsys):
 
 
 def test_bench_gpu_flops_at_the_task_shapes(capsys):
-    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")    from randperc_plugins.benchmarks import gpu
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")
+    from randperc_plugins.benchmarks import gpu
 
     rows = [r for t in ("restoration", "instance_masks") for r in gpu.flop_rows(t, quick=False)]
     by = {(r["task"], r["variant"]): r for r in rows}
