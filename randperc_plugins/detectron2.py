@@ -44,7 +44,7 @@ from detectron2.modeling.roi_heads.mask_head import (ROI_MASK_HEAD_REGISTRY, Mas
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from .losses._utils import check_loss_weight
+from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
@@ -133,8 +133,14 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
                             f"got {type(perceptual).__name__}")
         settings = {"loss_weight": 1.0, **task_defaults("instance_masks", self.core_name),
                     **dict(perceptual or {})}
-        self.perceptual_weight = check_loss_weight(settings.pop("loss_weight"), "perceptual['loss_weight']")
-        # Per ROI from the core; the head averages over the ROIs itself (see perceptual_mask_loss).
+        self.perceptual_weight = check_loss_weight(settings.pop("loss_weight"),
+                                                   "perceptual['loss_weight']")
+        # Per ROI from the core; the head reduces over the ROIs itself (see perceptual_mask_loss):
+        # 'mean' (detectron2's mask loss is a mean over the ROIs) or 'sum'
+        self.perceptual_reduction = check_reduction(settings.pop("reduction", "mean"))
+        if self.perceptual_reduction == "none":
+            raise ValueError("`perceptual['reduction']` must be 'mean' or 'sum': the head returns one "
+                             "scalar per loss, got 'none'")
         settings["reduction"] = "none"
         settings.setdefault("validate_args", False)  # the core's value checks read tensors on the host
         # Not a child module: `layers()` runs every child of this nn.Sequential, and state_dict()
@@ -188,6 +194,8 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         per_roi = loss_fn(probability, target)
         # the mean over the ROIs, as a sum over a Python count: zero ROIs give 0 with a gradient, not
         # the NaN of an empty mean, and reading the count needs no host synchronisation
+        if self.perceptual_reduction == "sum":
+            return per_roi.sum() * self.perceptual_weight
         return per_roi.sum() * (self.perceptual_weight / max(per_roi.shape[0], 1))
 
 
