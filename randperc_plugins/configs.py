@@ -236,27 +236,22 @@ def copy_config(name: str, directory: str | Path = ".", overwrite: bool = False)
     Raises:
         ValueError: as :func:`get_config_file`.
         FileExistsError: if the copy exists and ``overwrite`` is false.
-        NotADirectoryError: if ``directory`` (or a folder above it) is a file.
-        OSError: if the folder cannot be created or the file not written (e.g. no permission); the
-            message names the path.
+        NotADirectoryError: if ``directory`` is a file.
+        OSError: if the copy cannot be written (no permission, ...), with the path.
     """
     source = get_config_file(name)
     directory = Path(directory)
-    for folder in (directory, *directory.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise NotADirectoryError(f"`directory` must be a folder (or a path to create one), "
-                                         f"but {folder} is a file; give another DIR")
-            break
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is a file, not a directory: give the directory to copy "
+                                 f"{source.name} into")
     target = directory / source.name
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass `overwrite=True` (`--force`) to replace it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-    except OSError as err:
-        where = err.filename if err.filename else target
-        raise type(err)(f"cannot write {target}: {err.strerror or err} ({where})") from None
+    except OSError as err:  # no permission, a file on the way, a full disk: say where
+        raise OSError(f"cannot write {target}: {err.strerror or err}") from err
     return target
 
 
@@ -297,7 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(get_config_file(args.name))
         else:
             print(copy_config(args.name, args.directory, overwrite=args.force))
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError) as err:  # FileExistsError, NotADirectoryError, PermissionError, ...
         parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
     return 0
 

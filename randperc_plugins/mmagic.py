@@ -43,12 +43,11 @@ import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import (check_bool, check_distinct_loss_names, check_loss_weight,
-                            check_perceptual, check_reduction, check_validate_args)
+from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import restoration_inputs, task_defaults
-from .openmmlab import check_loss_name, log_loss_term
+from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss",
            "GANRandomCNNPerceptualLoss", "GANPatchMMDLoss"]
@@ -64,8 +63,6 @@ def _pixel_mask(weight: Optional[Tensor], pred: Tensor) -> Optional[Tensor]:
         return None
     if not isinstance(weight, Tensor):
         raise TypeError(f"`weight` must be a torch.Tensor or None, got {type(weight).__name__}")
-    if weight.dim() == 5:  # video frames (N, T, C, H, W), folded into the batch as the images are
-        weight = weight.flatten(0, 1)
     if weight.dim() == 4 and weight.shape[1] == pred.shape[1] and weight.shape[1] > 1:
         # The perceptual losses compare whole pixels: a channel-wise weight becomes its channel mean.
         weight = weight.to(pred.dtype).mean(dim=1, keepdim=True)
@@ -87,9 +84,9 @@ class _MMagicPerceptualLoss(nn.Module):
         default_weight = defaults.pop("loss_weight", 1.0)
         self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
-        self.sample_wise = check_bool(sample_wise, "sample_wise")
+        self.sample_wise = bool(sample_wise)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = check_validate_args(validate_args)
+        self.validate_args = bool(validate_args)
         self._checked = False
         # The core returns per-sample values; mmagic's reduction and sample_wise are applied here.
         self.core = self.core_cls(reduction="none", validate_args=self.validate_args, **{**defaults, **core_kwargs})
@@ -117,24 +114,27 @@ class _MMagicPerceptualLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:
-        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``, or video frames
-        ``(N, T, C, H, W)`` (BasicVSR and mmagic's other video editors), folded into a batch of
-        ``N * T`` images.
+        """Loss of ``pred`` against ``target``, both ``(N, C, H, W)`` in ``[0, 1]``, or ``(N, T, C, H,
+        W)`` videos (each frame compared as an image).
 
         ``weight`` is mmagic's optional element-wise weight ``(N, C, H, W)`` or ``(N, 1, H, W)`` (a
         channel-wise weight is averaged over channels: the losses compare whole pixels); 0 leaves a
-        pixel out. Returns a scalar, or ``(N,)`` (``(N * T,)`` for frames) with ``reduction='none'``.
-        With ``validate_args`` every call checks the values (an error); otherwise the first call
-        reads their range once and warns.
+        pixel out. Returns a scalar, or ``(N,)`` with ``reduction='none'``.
         """
+        frames = 1
+        if pred.dim() == 5:  # video editors (BasicVSR, ...): (N, T, C, H, W), frames as samples
+            frames = pred.shape[1]
+            pred, target = pred.flatten(0, 1), target.flatten(0, 1)
+            weight = None if weight is None or weight.dim() != 5 else weight.flatten(0, 1)
+        # no value check here on the training path (each is a host read); the range once, below
         pred, target = restoration_inputs(pred, target, validate_args=self.validate_args)
-        if not self.validate_args and not self._checked:
+        if self.validate_args or not self._checked:
             self._check_values(pred, target)
             self._checked = True
         mask = _pixel_mask(weight, pred)
         per_sample = self.core(pred, target, weight=mask)
         if self.reduction == "none":
-            loss = per_sample
+            loss = per_sample.view(-1, frames).mean(1)  # per sample (a video: its frames' mean)
         elif self.reduction == "sum":
             loss = per_sample.sum()
         elif mask is None or self.sample_wise:
@@ -201,11 +201,10 @@ class _AddToPixelLoss(nn.Module):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline pixel loss, "
                             f"got {type(base_type).__name__}")
-        perceptual = check_perceptual(perceptual, type(self).__name__)
         self.base_name = check_loss_name(base_name)
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = self.perceptual_cls(**perceptual)
-        check_distinct_loss_names(self.perceptual.loss_name, (self.base_name,), type(self).__name__)
+        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual, self.base_name,
+                                                "pixel_loss")
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 **kwargs) -> Tensor:

@@ -52,17 +52,14 @@ from __future__ import annotations
 from typing import Optional
 
 from mmdet.registry import MODELS
+import torch
 from torch import Tensor, nn
 
-from .losses._utils import (check_distinct_loss_names, check_loss_weight, check_perceptual,
-                            check_reduction, check_validate_args)
-
-#: mmseg's and mmdet's ``weight_reduce_loss`` divide by ``avg_factor + eps``, so that 0 gives 0, not Inf
-_AVG_FACTOR_EPS = float(__import__("torch").finfo(__import__("torch").float32).eps)
+from .losses._utils import check_loss_weight, check_reduction
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
-from .openmmlab import check_loss_name, log_loss_term
+from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -82,7 +79,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = None if validate_args is None else check_validate_args(validate_args)
+        self.validate_args = validate_args
         # The core returns one value per ROI; the reduction over ROIs and loss_weight are applied here.
         # value checks of the core read tensors on the host: only when asked for explicitly
         self.core = self.core_cls(reduction="none", validate_args=bool(validate_args),
@@ -99,8 +96,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         """Loss of the ROI mask logits ``(R, K, h, w)`` against the targets ``(R, h, w)``.
 
         ``labels`` ``(R,)`` picks each ROI's channel (ignored when ``K = 1``). ``weight`` is an optional
-        per-ROI weight ``(R,)``; ``avg_factor`` replaces ``R`` as the divisor of ``reduction='mean'``
-        (plus float32's eps, as mmdet's ``weight_reduce_loss``: ``avg_factor=0`` gives 0, not Inf).
+        per-ROI weight ``(R,)``; ``avg_factor`` replaces ``R`` as the divisor of ``reduction='mean'``.
         Returns a scalar, or ``(R,)`` with ``reduction='none'``.
         """
         reduction = check_reduction(reduction_override or self.reduction)
@@ -125,7 +121,8 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         elif reduction == "sum":
             loss = per_roi.sum()
         elif avg_factor is not None:
-            loss = per_roi.sum() / (avg_factor + _AVG_FACTOR_EPS)
+            # as mmdet's weight_reduce_loss: an avg_factor of 0 (no positive sample) gives 0, not Inf
+            loss = per_roi.sum() / (avg_factor + torch.finfo(torch.float32).eps)
         else:
             loss = per_roi.mean()
         return self.loss_weight * loss
@@ -193,23 +190,10 @@ class _AddToMaskLoss(nn.Module):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
                             f"got {type(base_type).__name__}")
-        perceptual = check_perceptual(perceptual, type(self).__name__)
-        if base_type in ("CrossEntropyLoss", "mmdet.CrossEntropyLoss") \
-                and not base_kwargs.get("use_mask") and not base_kwargs.get("use_sigmoid"):
-            # what a config written with `_delete_=True` loses: mmdet's softmax cross-entropy would
-            # then fail deep inside ("expected scalar type Long but found Float") on the mask targets
-            raise ValueError(
-                f"{type(self).__name__} builds the baseline mask loss {base_type} without "
-                f"`use_mask=True` (the key Mask R-CNN's `loss_mask` has; a `_delete_=True` drops it): "
-                f"the mask head's binary targets need it; write loss_mask=dict(type="
-                f"'randperc_plugins.mmdet.{type(self).__name__}', use_mask=True, loss_weight=1.0), "
-                f"or leave out `_delete_=True` so that the baseline's keys are merged in")
         self.base_loss_name = check_loss_name(base_loss_name)
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = self.perceptual_cls(**perceptual)
-        # mmdet logs the sum as `loss_mask`, the parts under their own names
-        check_distinct_loss_names(self.perceptual.loss_name, ("loss_mask", self.base_loss_name),
-                                  type(self).__name__)
+        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
+                                                self.base_loss_name, "loss_mask")
 
     def forward(self, mask_logits: Tensor, mask_targets: Tensor, labels: Tensor, *args, **kwargs) -> Tensor:
         base = self.base(mask_logits, mask_targets, labels, *args, **kwargs)

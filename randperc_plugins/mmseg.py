@@ -28,11 +28,10 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .losses import tasks
-from .losses._utils import (check_distinct_loss_names, check_loss_weight, check_perceptual,
-                            check_reduction, check_validate_args, reduce_per_sample)
+from .losses._utils import check_loss_weight, check_reduction, check_validate_args, reduce_per_sample
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .openmmlab import check_loss_name
+from .openmmlab import build_perceptual_term, check_loss_name
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -148,12 +147,10 @@ class _AddToBaseLoss(nn.ModuleList):
         if not isinstance(base_type, str):
             raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
                             f"got {type(base_type).__name__}")
-        perceptual = check_perceptual(perceptual, type(self).__name__)
         base = MODELS.build(dict(type=base_type, **base_kwargs))
-        term = self.perceptual_cls(**perceptual)
-        check_distinct_loss_names(term.loss_name, (getattr(base, "loss_name", None),),
-                                  type(self).__name__)
-        super().__init__([base, term])
+        super().__init__([base, build_perceptual_term(self.perceptual_cls, perceptual,
+                                                      getattr(base, "loss_name", None),
+                                                      "loss_decode")])
 
 
 @MODELS.register_module()

@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from mmengine.logging import MessageHub
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name"]
 
@@ -40,6 +40,33 @@ def check_loss_name(loss_name: str) -> str:
         raise ValueError(f"`loss_name` must contain 'loss' (OpenMMLab back-propagates only such terms), "
                          f"got {loss_name!r}")
     return loss_name
+
+
+def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[str],
+                          config_key: str) -> nn.Module:
+    """The perceptual term of a "baseline + perceptual" composite, from its ``perceptual`` settings;
+    ``base_name`` is the name the baseline's term is logged under, ``config_key`` the config key the
+    composite sits in (for the message).
+
+    Raises:
+        TypeError: if ``perceptual`` is not a dict (``perceptual='patch_size=3'`` must be written
+            ``perceptual=dict(patch_size=3)``).
+        ValueError: if the term would be logged under the baseline's own name (its value would be
+            merged into the baseline's log entry).
+    """
+    if perceptual is None:
+        perceptual = {}
+    if not isinstance(perceptual, dict):
+        raise TypeError(f"`perceptual` must be a dict of the term's settings, e.g. "
+                        f"{config_key}=dict(type=..., perceptual=dict(loss_weight=0.5)); got "
+                        f"{type(perceptual).__name__} {perceptual!r}")
+    term = perceptual_cls(**perceptual)
+    term_name = getattr(term, "loss_name", None)
+    if base_name is not None and term_name == base_name:
+        raise ValueError(f"`perceptual['loss_name']`={term_name!r} is the baseline loss's own name: the "
+                         f"two terms would be logged as one; choose another name containing 'loss' "
+                         f"(the default is {perceptual_cls().loss_name!r})")
+    return term
 
 
 def log_loss_term(name: str, value: Tensor) -> None:

@@ -6,8 +6,15 @@ import os
 import socket
 import subprocess
 
-import pytest
-import torch
+# Without a GPU, Triton kernels run under Triton's interpreter; it must be chosen before anything
+# imports triton (torch does, lazily): triton's own library functions are compiled or interpreted
+# once, when triton is imported.
+if not os.path.exists("/dev/nvidia0") and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from train_runs import tool_env
 
@@ -18,6 +25,10 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 # Configs, hooks and scripts that tests hand to the tools: modules, but no tests and no doctests (some
 # import what only the tools' processes can, such as tools/train_net.py).
 collect_ignore_glob = ["*/data/*"]
+# The fused kernels' module imports triton (shipped with torch's CUDA wheels); elsewhere its doctests
+# cannot be collected, and its tests skip.
+if importlib.util.find_spec("triton") is None:
+    collect_ignore_glob.append("*/_kernels/triton_sums.py")
 REPO = os.path.dirname(TESTS)
 # The framework-free tier (`make test-core`, in an environment with torch and the test extras only):
 # folders and files of the repository whose tests import torch and the core, never a training
@@ -118,6 +129,56 @@ def host_reads(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
+
+
+#: Factories that turn Python data into a tensor: on a GPU, a host-to-device copy that waits for the
+#: host (``torch.tensor(0.5, device='cuda')`` synchronises), so none may run in a training step.
+PYTHON_DATA_FACTORIES = (("torch", "tensor"), ("torch", "as_tensor"), ("torch", "from_numpy"),
+                         ("torch", "asarray"), ("torch.Tensor", "new_tensor"))
+
+#: aten ops whose output size depends on tensor values: the host must read that size from the GPU.
+VALUE_SIZED_OPS = ("aten.nonzero", "aten.masked_select", "aten._unique", "aten.unique",
+                   "aten.argwhere", "aten.masked_scatter", "aten.repeat_interleave.Tensor")
+
+
+class _ValueSizedOps(TorchDispatchMode):
+    """Records the value-sized ops dispatched while active, boolean-mask indexing included."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name.startswith(VALUE_SIZED_OPS) or (
+                name.startswith(("aten.index.Tensor", "aten.index_put")) and any(
+                    isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                    for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else ()))):
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def host_syncs(monkeypatch, host_reads):
+    """A list that records, while the test runs, everything that makes a GPU wait for the host or the
+    host for the GPU: every read of a tensor value (:func:`host_reads`), every tensor made from
+    Python data (``torch.tensor``, ``as_tensor``, ``from_numpy``, ``asarray``, ``new_tensor``), and
+    every op whose output size depends on tensor values (``nonzero``, ``masked_select``, ``unique``,
+    boolean-mask indexing, ...)."""
+    import importlib
+    calls = host_reads
+    for owner_name, name in PYTHON_DATA_FACTORIES:
+        module, _, attr = owner_name.partition(".")
+        owner = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+        original = getattr(owner, name)
+
+        def counted(*args, _original=original, _name=f"{owner_name}.{name}", **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+    with _ValueSizedOps(calls):
+        yield calls
 
 
 @pytest.fixture

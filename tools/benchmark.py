@@ -3,11 +3,7 @@
     python tools/benchmark.py SUBCOMMAND [options]      # `--help` after a subcommand lists its options
     python tools/benchmark.py all [--device cuda|cpu] [--quick]
 
-Subcommands (modules of ``randperc_plugins.benchmarks``):
-    random-cnn   random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss
-    patch-mmd    exact blocked patch-MMD against dense, geomloss and random features
-    patch-mmd-windows  patch-MMD over 32x32 windows against the whole image (SR batch)
-    mmseg-step   PSPNet-R50 train step with and without each loss (one-line configs)
+Subcommands (modules of ``randperc_plugins.benchmarks``; ``--help`` lists them with what each measures).
 
 ``all`` runs the loss benchmarks (random-cnn, patch-mmd). On a CPU the shapes are reduced (each table
 states its shapes); on a GPU they are the training shapes.
@@ -27,6 +23,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*benchmarks.SUBCOMMANDS, "all"):
         print(__doc__)
+        width = max(map(len, benchmarks.SUBCOMMANDS))
+        for name, (_, what) in benchmarks.SUBCOMMANDS.items():
+            print(f"    {name.ljust(width)}  {what}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name, rest = argv[0], argv[1:]
     if name != "all":

@@ -9,8 +9,10 @@ import importlib
 
 #: ``tools/benchmark.py`` subcommand -> module of this package, and what it measures.
 SUBCOMMANDS = {
+    "gpu": ("gpu", "every task default on one GPU: steps with each loss, loss alone, memory, host syncs"),
     "random-cnn": ("random_cnn", "random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss"),
     "patch-mmd": ("patch_mmd", "exact blocked patch-MMD against dense, geomloss and random features"),
+    "patch-mmd-exact": ("patch_mmd_exact", "exact patch-MMD on whole images: fused kernels per precision, blocks, geomloss"),
     "patch-mmd-windows": ("patch_mmd_windows", "patch-MMD over 32x32 windows against the whole image (SR batch)"),
     "mmseg-step": ("mmseg_step", "PSPNet-R50 train step with and without each loss (one-line configs)"),
     "mmagic-step": ("mmagic_step", "EDSR x2 train step with each loss (one-line configs) and with mmagic's VGG loss"),

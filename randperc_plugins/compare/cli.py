@@ -33,18 +33,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        sys.exit(f"compare: --out {args.out} is a file; give a folder (existing or to create) for the "
-                 f"report")
     try:
         arms = load_arms([args.baseline] + args.runs, args.name, progress=not args.no_progress)
     except (LogError, ValueError) as err:
         sys.exit(f"compare: {err}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        sys.exit(f"compare: --out {args.out} is a file; give a folder for compare.md, metrics.csv and "
+                 f"curves/")
     try:
         result = write_report(arms, args.out, args.ci, progress=not args.no_progress)
     except OSError as err:
-        sys.exit(f"compare: cannot write the report to --out {args.out}: {err.strerror or err}"
-                 f"{f' ({err.filename})' if err.filename else ''}")
+        sys.exit(f"compare: cannot write the report into {args.out}: {err.strerror or err}")
     print(result["markdown"])
     for line in summary_lines(result["rows"]):
         print(line)

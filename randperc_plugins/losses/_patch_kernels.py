@@ -29,12 +29,21 @@ from torch import Tensor
 _EXPONENT_FLOOR = -80.0
 
 
-def _sq_dist(zi: Tensor, ni: Tensor, zj: Tensor, nj: Tensor, diagonal: bool) -> Tensor:
-    """Squared distances ``(N, Bi, Bj)`` of two blocks, clamped at 0, exact 0 on a diagonal block."""
+def _diagonal_part(block: Tensor, diagonal) -> Tensor:
+    """The diagonals ``(n, B)`` of the first ``n`` blocks of ``block (N, B, B)``: all of them for
+    ``diagonal=True``, the first ``diagonal`` for an int (a batch that stacks diagonal blocks of
+    within-set sums before the blocks of a cross sum)."""
+    head = block if diagonal is True else block[:int(diagonal)]
+    return head.diagonal(dim1=1, dim2=2)
+
+
+def _sq_dist(zi: Tensor, ni: Tensor, zj: Tensor, nj: Tensor, diagonal) -> Tensor:
+    """Squared distances ``(N, Bi, Bj)`` of two blocks, clamped at 0, exact 0 on a diagonal block
+    (``diagonal``: ``True``, ``False``, or how many leading blocks of the batch are diagonal)."""
     d2 = torch.baddbmm(ni.unsqueeze(2) + nj.unsqueeze(1), zi, zj.transpose(1, 2), alpha=-2.0)
     d2.clamp_(min=0)
     if diagonal:
-        d2.diagonal(dim1=1, dim2=2).zero_()
+        _diagonal_part(d2, diagonal).zero_()
     return d2
 
 
@@ -148,7 +157,7 @@ class ArcCosineKernel:
         c = torch.bmm(xi, yj.transpose(1, 2))
         c.mul_(ni[..., 1].unsqueeze(2)).mul_(nj[..., 1].unsqueeze(1)).clamp_(-1.0, 1.0)
         if diagonal:
-            c.diagonal(dim1=1, dim2=2).fill_(1.0)
+            _diagonal_part(c, diagonal).fill_(1.0)
         return c
 
     def values(self, xi: Tensor, ni: Tensor, yj: Tensor, nj: Tensor, diagonal: bool) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import area_resize, reduced_size
+from ._utils import area_resize, host_to_device, reduced_size
 
 __all__ = ["extract_patches"]
 
@@ -22,8 +22,8 @@ def extract_patches(x: Tensor, patch_size: int, stride: int = 1,
         x: images ``(N, C, H, W)``.
         patch_size: side ``k`` of the square patches.
         stride: step between patches.
-        mask: optional pixel weights ``(N, 1, H, W)``; a patch that touches a pixel of weight 0 is
-            not valid.
+        mask: optional pixel weights ``(N, 1, H, W)``; a patch that touches a pixel of weight 0 (or
+            less) is not valid.
 
     Returns:
         ``(patches, valid)``: ``patches`` of shape ``(N, L, C * k * k)`` (channel-major, as
@@ -47,9 +47,9 @@ def extract_patches(x: Tensor, patch_size: int, stride: int = 1,
     if mask is None:
         valid = patches.new_ones(patches.shape[:2]).detach()
     else:
-        masked = (mask.detach() == 0).to(patches.dtype)
+        masked = (mask.detach() <= 0).to(patches.dtype)  # weight <= 0: ignored, as the random CNN
         touched = F.max_pool2d(masked, kernel_size=patch_size, stride=stride)
-        valid = (1.0 - touched).reshape(n, patches.shape[1])  # explicit: n may be 0
+        valid = (1.0 - touched).flatten(1)  # (N, L), also for an empty batch
     return patches, valid
 
 
@@ -59,7 +59,7 @@ def _downsample(x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Ten
     x, mask = _pad_to_size(x, mask, 2)
     x = F.avg_pool2d(x, 2)
     if mask is not None:
-        mask = 1.0 - F.max_pool2d((mask == 0).to(x.dtype), 2)
+        mask = 1.0 - F.max_pool2d((mask <= 0).to(x.dtype), 2)
     return x, mask
 
 
@@ -67,7 +67,7 @@ def _subset_indices(length: int, max_patches: Optional[int], generator: torch.Ge
                     device: torch.device) -> Optional[Tensor]:
     if max_patches is None or length <= max_patches:
         return None
-    return torch.randperm(length, generator=generator)[:max_patches].to(device)
+    return host_to_device(torch.randperm(length, generator=generator)[:max_patches], device)
 
 
 def _shrink(x: Tensor, mask: Optional[Tensor], max_size: int) -> Tuple[Tensor, Optional[Tensor]]:

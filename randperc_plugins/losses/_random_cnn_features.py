@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
-from ._utils import seeded_generator
+from ._random_features import feature_chunk
+from ._utils import host_to_device, no_autocast, seeded_generator
 
 
 def _draw_cnn_weights(dim: int, width: int, depth: int, generator: torch.Generator,
@@ -31,7 +32,7 @@ def _draw_cnn_weights(dim: int, width: int, depth: int, generator: torch.Generat
     fan_in = dim
     for _ in range(depth):
         w = torch.randn(fan_in, width, generator=generator, dtype=torch.float64)
-        layers.append(w.mul_(math.sqrt(2.0 / fan_in)).to(device=device, dtype=dtype))
+        layers.append(host_to_device(w.mul_(math.sqrt(2.0 / fan_in)).to(dtype), device))
         fan_in = width
     return tuple(layers)
 
@@ -59,7 +60,7 @@ class _CNNFeatureMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, P: Tensor, a: Tensor, layers: Tuple[Tensor, ...],  # type: ignore[override]
                 chunk: int, weighted: bool) -> Tensor:
-        with torch.autocast(P.device.type, enabled=False):
+        with no_autocast(P.device):
             mu = P.new_zeros((P.shape[0], layers[-1].shape[1]))
             for s, e in _blocks(P.shape[1], chunk):
                 z = _activations(P[:, s:e], layers)[-1]
@@ -74,7 +75,7 @@ class _CNNFeatureMean(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         layers = ctx.layers
-        with torch.autocast(P.device.type, enabled=False):
+        with no_autocast(P.device):
             grad = grad.to(P.dtype).unsqueeze(1)
             dP = torch.empty_like(P)
             for s, e in _blocks(P.shape[1], ctx.chunk):
@@ -95,8 +96,8 @@ def _mmd_random_cnn(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, layers: Tuple[Te
     leaves out the kernel's exact diagonal (``kernel.diagonal_sums``, :math:`|p|^2/d`), the
     expectation of :math:`|z(p)|^2` over the draw, so it stays unbiased over the draw."""
     width = layers[-1].shape[1]
-    # about 2^19 values per activation tensor of a chunk, as for the Fourier features
-    chunk = max(1, (1 << 19) // max(1, P.shape[0] * width))
+    # as many values per activation tensor of a chunk as for the Fourier features
+    chunk = feature_chunk(P.shape[0], width, P.device)
     mp = _CNNFeatureMean.apply(P, a.detach(), layers, chunk, weighted).to(torch.float64)
     mq = _CNNFeatureMean.apply(Q, b.detach(), layers, chunk, weighted).to(torch.float64)
     a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)

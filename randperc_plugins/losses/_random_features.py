@@ -2,7 +2,6 @@
 seeded CPU generators, and the MMD² of two patch sets from their feature means. Imports torch only."""
 from __future__ import annotations
 
-import functools
 import math
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
@@ -10,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
-from ._utils import seeded_generator
+from ._utils import host_to_device, no_autocast, seeded_generator
 
 
 def _orthogonal_gaussian(dim: int, count: int, generator: torch.Generator) -> Tensor:
@@ -41,24 +40,30 @@ _MAX_HARMONIC = 16
 class _Features(NamedTuple):
     """Random frequencies of a sum of Gaussian kernels, grouped by shared directions.
 
-    ``W`` holds ``count`` base frequencies per group, ``(d, groups * count)``; ``terms`` gives, per
-    bandwidth in the order of ``sigmas``, ``(group, multiple, scale)``: its frequencies are
-    ``multiple`` times the group's, and its features ``scale * [cos, sin]``."""
+    ``W`` holds ``count`` base frequencies per group, ``(d, groups * count)``; bandwidth ``s`` (in the
+    order of ``sigmas``) takes its group's frequencies times ``multiples[s]``, and its features are
+    ``scales[s] * [cos, sin]``. ``group_index`` ``(S,)``, ``multiples`` ``(S, 1)`` and ``scales``
+    ``(S, 1)`` are device tensors, made once with the features (nothing is copied from the host in a
+    call, and each is one broadcast product rather than a kernel per bandwidth); ``groups`` is the
+    number of groups."""
 
     W: Tensor
-    terms: Tuple[Tuple[int, int, float], ...]
+    group_index: Tensor
+    multiples: Tensor
+    scales: Tensor
     count: int
+    groups: int
 
 
 def _frequency_groups(sigmas: Sequence[float]) -> List[Tuple[float, List[Tuple[int, int]]]]:
     """Group bandwidths whose ratio to a wider one is an integer ``m <= _MAX_HARMONIC``.
 
     A frequency of bandwidth ``sigma / m`` is distributed as ``m`` times one of bandwidth
-    ``sigma``, and ``cos(m t), sin(m t)`` follow from ``cos t, sin t`` by a few products, so such a
-    group needs one product with the patches and one cos/sin for all its bandwidths (the default
-    bandwidths are 1, 2, 4 and 10 times narrower than the widest: one group). Each bandwidth's
-    estimate stays unbiased; measured on natural images, sharing the directions leaves the error
-    per frequency about unchanged. Returns ``[(base_sigma, [(sigma_index, m), ...]), ...]``.
+    ``sigma``, so such a group needs one product with the patches for all its bandwidths (the
+    default bandwidths are 1, 2, 4 and 10 times narrower than the widest: one group); the harmonics
+    ``m t`` are then one elementwise product. Each bandwidth's estimate stays unbiased; measured on
+    natural images, sharing the directions leaves the error per frequency about unchanged. Returns
+    ``[(base_sigma, [(sigma_index, m), ...]), ...]``.
     """
     groups: List[Tuple[float, List[Tuple[int, int]]]] = []
     for i in sorted(range(len(sigmas)), key=lambda i: -sigmas[i]):
@@ -77,134 +82,152 @@ def _draw_features(dim: int, num_features: int, sigmas: Tuple[float, ...], weigh
                    generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> _Features:
     """``ceil(num_features / 2)`` frequencies per group of bandwidths (a cos and a sin feature each,
     so ``num_features`` features per bandwidth), drawn on the CPU from ``generator`` (so identical on
-    every device and process)."""
+    every device and process) and moved to ``device`` once."""
     count = -(-num_features // 2)
-    ws, terms = [], [None] * len(sigmas)
+    ws = []
+    group_index, multiples = [0] * len(sigmas), [1.0] * len(sigmas)
     for g, (base, members) in enumerate(_frequency_groups(sigmas)):
         ws.append(_orthogonal_gaussian(dim, count, generator) / base)
         for i, m in members:
-            terms[i] = (g, m, math.sqrt(weights[i] / count))
-    W = torch.cat(ws, dim=1).to(device=device, dtype=dtype)
-    return _Features(W, tuple(terms), count)  # type: ignore[arg-type]
+            group_index[i], multiples[i] = g, float(m)
+    W = host_to_device(torch.cat(ws, dim=1).to(dtype), device)
+    index = host_to_device(torch.tensor(group_index, dtype=torch.long), device)
+    mult = host_to_device(torch.tensor(multiples, dtype=dtype).unsqueeze(1), device)
+    scales = host_to_device(torch.tensor([math.sqrt(w / count) for w in weights], dtype=dtype).unsqueeze(1),
+                        device)
+    return _Features(W, index, mult, scales, count, len(ws))
 
 
-@functools.lru_cache(maxsize=16)
+#: ``(dim, num_features, sigmas, weights, seed, device, dtype)`` -> the features drawn from ``seed``
+#: (a plain dict, not ``functools.lru_cache``: ``torch.compile`` traces a lookup in it, so a
+#: compiled loss runs in one graph once the features exist).
+_FIXED_FEATURES: Dict[tuple, _Features] = {}
+
+
 def _fixed_features(dim: int, num_features: int, sigmas, weights, seed: int, device: torch.device,
                     dtype: torch.dtype) -> _Features:
     """The features drawn from ``seed``, drawn once per set of arguments (and device)."""
-    return _draw_features(dim, num_features, sigmas, weights, seeded_generator(seed), device, dtype)
+    key = (dim, num_features, sigmas, weights, seed, device, dtype)
+    found = _FIXED_FEATURES.get(key)
+    if found is None:
+        found = _draw_fixed_features(key)
+    return found
 
 
-def _harmonics(u: Tensor, multiples: Sequence[int]) -> List[Tuple[Tensor, Tensor]]:
-    """``[(cos(m u), sin(m u)) for m in multiples]`` (``multiples`` ascending).
-
-    Where ``m / 2`` is already there, the double-angle formulas give ``m`` in two elementwise passes;
-    otherwise ``m u`` is formed and its cos and sin taken. Passes over these tensors, more than the
-    products with ``d``, are what the random features cost on the CPU (measured), hence also the
-    fused ``addcmul`` and the contiguous results (trigonometric functions writing into strided
-    views ran 4x slower)."""
-    done: Dict[int, Tuple[Tensor, Tensor]] = {}
-    out = []
-    for m in multiples:
-        half = done.get(m // 2) if m % 2 == 0 else None
-        if half is not None:
-            pc, ps = half
-            pair = (torch.addcmul(_scalar(-1.0, u), pc, pc, value=2.0),  # cos 2t = 2 cos^2 t - 1
-                    torch.addcmul(_scalar(0.0, u), pc, ps, value=2.0))  # sin 2t = 2 sin t cos t
-        else:
-            t = u if m == 1 else u * m
-            pair = (torch.cos(t), torch.sin(t))
-        done[m] = pair
-        out.append(pair)
-    return out
+@torch.compiler.disable
+def _draw_fixed_features(key: tuple) -> _Features:
+    dim, num_features, sigmas, weights, seed, device, dtype = key
+    if len(_FIXED_FEATURES) >= 16:  # a bounded cache, as the lru_cache it replaces
+        _FIXED_FEATURES.pop(next(iter(_FIXED_FEATURES)))
+    found = _draw_features(dim, num_features, sigmas, weights, seeded_generator(seed), device, dtype)
+    _FIXED_FEATURES[key] = found
+    return found
 
 
-def _scalar(value: float, like: Tensor) -> Tensor:
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+def _phases(P: Tensor, features: _Features) -> Tensor:
+    """``(N, L, S, F)``: every bandwidth's ``m_s (p W_g)`` from one product of the patches with the
+    base frequencies of all groups (the harmonics are one broadcast product)."""
+    u = torch.matmul(P, features.W)  # (N, L, G F)
+    if features.groups == 1:
+        return u.unsqueeze(2) * features.multiples  # (N, L, 1, F) x (S, 1)
+    u = u.unflatten(-1, (features.groups, features.count))
+    return u.index_select(2, features.group_index) * features.multiples
 
 
-def _group_members(features: _Features) -> List[List[Tuple[int, int, float]]]:
-    """Per group, its bandwidths as ``(sigma_index, multiple, scale)``, by ascending multiple."""
-    groups: List[List[Tuple[int, int, float]]] = [[] for _ in range(features.W.shape[1] // features.count)]
-    for i, (g, m, scale) in enumerate(features.terms):
-        groups[g].append((i, m, scale))
-    return [sorted(members, key=lambda t: t[1]) for members in groups]
+def feature_chunk(rows: int, width: int, device: torch.device) -> int:
+    """Patches per chunk of a feature computation with ``rows`` patch sets and ``width`` values per
+    patch. On the CPU about 2^19 values per tensor, so that they stay in cache (the fastest there,
+    measured); elsewhere about 2^26 (256 MB in float32 per tensor): a few large kernels rather than
+    many small launches."""
+    budget = (1 << 19) if torch.device(device).type == "cpu" else (1 << 26)
+    return max(1, budget // max(1, rows * width))
 
 
-class _FeatureMean(torch.autograd.Function):
-    """``mu = sum_i a_i z(p_i)`` for ``P (N, L, d)`` and weights ``a (N, L)``, where ``z(p)`` holds, per
-    bandwidth ``s``, ``scale_s * [cos(m_s p W_g), sin(m_s p W_g)]`` (``W_g`` its group's base
-    frequencies); output ``(N, S * 2F)``. Patches are taken in chunks and the backward pass recomputes
-    the features, so memory stays ``O(N L d + N S F + chunk S F)``. A cos/sin pair per frequency,
-    rather than one cosine with a random phase, halves the products with ``d`` for the same number
-    of features and makes ``|z(p)|^2 = sum_s w_s`` exactly, the kernel's diagonal."""
+def _feature_mean(X: Tensor, a: Tensor, features: _Features, chunk: int) -> Tensor:
+    """``sum_i a_i z(x_i)`` ``(N, S * 2F)`` of ``X (N, L, d)`` (see :class:`_FeatureMeans`)."""
+    n, sigmas, count = X.shape[0], features.scales.shape[0], features.count
+    mu = None
+    for s, e in _blocks(X.shape[1], chunk):
+        t = _phases(X[:, s:e], features).flatten(2)  # (N, l, S F)
+        w = a[:, s:e].unsqueeze(1)
+        part = torch.cat((torch.bmm(w, torch.cos(t)), torch.bmm(w, torch.sin(t))), 1)
+        mu = part if mu is None else mu.add_(part)
+    # (N, 2, S, F) -> (N, S, 2, F), scaled per bandwidth
+    return (mu.view(n, 2, sigmas, count).transpose(1, 2) * features.scales.unsqueeze(1)).flatten(1)
+
+
+def _feature_mean_grad(X: Tensor, a: Tensor, grad: Tensor, features: _Features, chunk: int,
+                       weighted: bool) -> Tensor:
+    """The gradient w.r.t. ``X`` of ``<grad, _feature_mean(X, a)>``, recomputing the features."""
+    n, sigmas, count = X.shape[0], features.scales.shape[0], features.count
+    # d/dt [cos(m t), sin(m t)] = m [-sin(m t), cos(m t)]; grad (N, S, 2, F) -> per (N, 1, S, F)
+    g = grad.to(X.dtype).view(n, sigmas, 2, count) * (features.scales * features.multiples).unsqueeze(1)
+    g_cos, g_sin = g[:, :, 0].unsqueeze(1).neg(), g[:, :, 1].unsqueeze(1)
+    dX = torch.empty_like(X)
+    for s, e in _blocks(X.shape[1], chunk):
+        t = _phases(X[:, s:e], features)  # (N, l, S, F)
+        dt = torch.sin(t).mul_(g_cos).addcmul_(torch.cos(t), g_sin)
+        if features.groups == 1:
+            du = dt.sum(2)  # (N, l, F)
+        else:  # the bandwidths of each group back onto its base frequencies
+            du = dt.new_zeros(n, e - s, features.groups, count).index_add_(
+                2, features.group_index, dt).flatten(2)
+        dX[:, s:e] = torch.matmul(du, features.W.t())
+        if weighted:  # known from the call (a mask was given), not read from `a`
+            dX[:, s:e].mul_(a[:, s:e].unsqueeze(2))
+    return dX
+
+
+def _joined(x: Tensor, y: Tensor, join: bool):
+    return [torch.cat((x, y))] if join else [x, y]
+
+
+class _FeatureMeans(torch.autograd.Function):
+    """``(mu_P, mu_Q)``, ``mu = sum_i a_i z(p_i)`` for ``P (N, Lp, d)``, ``Q (N, Lq, d)`` and weights
+    ``a (N, Lp)``, ``b (N, Lq)``, where ``z(p)`` holds, per bandwidth ``s``, ``scale_s * [cos(m_s p
+    W_g), sin(m_s p W_g)]`` (``W_g`` its group's base frequencies); outputs ``(N, S * 2F)``.
+
+    All bandwidths come from one projection per chunk of patches, and both sets go through the same
+    kernels when their sizes agree (half the launches). The backward pass recomputes the features
+    of the sets that need a gradient only, so memory stays ``O(N L d + N S F + chunk S F)``. A
+    cos/sin pair per frequency, rather than one cosine with a random phase, halves the products
+    with ``d`` for the same number of features and makes ``|z(p)|^2 = sum_s w_s`` exactly, the
+    kernel's diagonal."""
 
     @staticmethod
-    def forward(ctx, P: Tensor, a: Tensor, features: _Features,  # type: ignore[override]
-                chunk: int, weighted: bool) -> Tensor:
-        W, F_ = features.W, features.count
-        groups = _group_members(features)
-        n = P.shape[0]
-        with torch.autocast(P.device.type, enabled=False):
-            mu = P.new_zeros((n, len(features.terms), 2, F_))
-            for s, e in _blocks(P.shape[1], chunk):
-                u = torch.matmul(P[:, s:e], W)
-                w = a[:, s:e].unsqueeze(1)
-                for g, members in enumerate(groups):
-                    harm = _harmonics(u[..., g * F_:(g + 1) * F_], [m for _, m, _ in members])
-                    for (i, _, _), (cm, sm) in zip(members, harm):
-                        mu[:, i, 0] += torch.bmm(w, cm).squeeze(1)
-                        mu[:, i, 1] += torch.bmm(w, sm).squeeze(1)
-            for i, (_, _, scale) in enumerate(features.terms):
-                mu[:, i].mul_(scale)
-        ctx.save_for_backward(P, a)
+    def forward(ctx, P: Tensor, Q: Tensor, a: Tensor, b: Tensor,  # type: ignore[override]
+                features: _Features, chunk: int, weighted: bool):
+        join = P.shape[1] == Q.shape[1]
+        with no_autocast(P.device):
+            means = [_feature_mean(X, w, features, chunk)
+                     for X, w in zip(_joined(P, Q, join), _joined(a, b, join))]
+        ctx.save_for_backward(P, Q, a, b)
         ctx.features, ctx.chunk, ctx.weighted = features, chunk, weighted
-        return mu.flatten(1)
+        return tuple(means[0].split(P.shape[0])) if join else tuple(means)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        P, a = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        features = ctx.features
-        W, F_ = features.W, features.count
-        groups = _group_members(features)
-        n = P.shape[0]
-        with torch.autocast(P.device.type, enabled=False):
-            grad = grad.to(P.dtype).view(n, len(features.terms), 2, F_)
-            # d/dt [cos(m t), sin(m t)] = m [-sin(m t), cos(m t)]
-            g_cos = [(grad[:, i, 0] * (-m * scale)).unsqueeze(1) for i, (_, m, scale) in
-                     enumerate(features.terms)]
-            g_sin = [(grad[:, i, 1] * (m * scale)).unsqueeze(1) for i, (_, m, scale) in
-                     enumerate(features.terms)]
-            dP = torch.empty_like(P)
-            for s, e in _blocks(P.shape[1], ctx.chunk):
-                u = torch.matmul(P[:, s:e], W)
-                for g, members in enumerate(groups):
-                    ug = u[..., g * F_:(g + 1) * F_]
-                    harm = _harmonics(ug, [m for _, m, _ in members])
-                    dt = None  # d loss / d(p W_g), built in the first cos tensor
-                    for (i, _, _), (cm, sm) in zip(members, harm):
-                        dt = cm.mul_(g_sin[i]) if dt is None else dt.addcmul_(cm, g_sin[i])
-                        dt.addcmul_(sm, g_cos[i])
-                    if len(groups) == 1:
-                        u = dt
-                    else:
-                        ug.copy_(dt)  # u is not needed any more: reuse it
-                dP[:, s:e] = torch.matmul(u, W.t())
-                if ctx.weighted:  # known from the call (a mask was given), not read from `a`
-                    dP[:, s:e].mul_(a[:, s:e].unsqueeze(2))
-        return dP, None, None, None, None
+    def backward(ctx, grad_p: Tensor, grad_q: Tensor):  # type: ignore[override]
+        P, Q, a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad[:2]
+        grads = [None, None]
+        with no_autocast(P.device):
+            if all(need) and P.shape[1] == Q.shape[1]:
+                grads = list(_feature_mean_grad(torch.cat((P, Q)), torch.cat((a, b)),
+                                                torch.cat((grad_p, grad_q)), ctx.features, ctx.chunk,
+                                                ctx.weighted).split(P.shape[0]))
+            else:
+                for k, (X, w, g) in enumerate(((P, a, grad_p), (Q, b, grad_q))):
+                    if need[k]:
+                        grads[k] = _feature_mean_grad(X, w, g, ctx.features, ctx.chunk, ctx.weighted)
+        return grads[0], grads[1], None, None, None, None, None
 
 
 def _mmd_random_features(P: Tensor, Q: Tensor, a: Tensor, b: Tensor, features, estimator: str,
                          weights: Tuple[float, ...], weighted: bool, per_sigma: bool = False):
     """MMD² ``(N,)`` from random features; with ``per_sigma`` one ``(N,)`` per bandwidth instead
     (the features of each bandwidth are a block of the feature mean, so the split is free)."""
-    # about 2^19 values per feature tensor of a chunk, so they stay in cache (fastest on the CPU)
-    chunk = max(1, (1 << 19) // max(1, P.shape[0] * features.W.shape[1]))
-    mp = _FeatureMean.apply(P, a.detach(), features, chunk, weighted)
-    mq = _FeatureMean.apply(Q, b.detach(), features, chunk, weighted)
+    chunk = feature_chunk(P.shape[0], features.scales.shape[0] * features.count, P.device)
+    mp, mq = _FeatureMeans.apply(P, Q, a.detach(), b.detach(), features, chunk, weighted)
     mp, mq = mp.to(torch.float64), mq.to(torch.float64)
     a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
     if not per_sigma:

@@ -35,14 +35,15 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_bool, check_choice, check_image,
-                     check_loss_weight, check_max_size, check_numbers, check_positive_int,
-                     check_reduction, check_seed, check_validate_args, check_values, compute_dtype,
-                     reduce_per_sample, seeded_generator)
+from ._utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
+                     check_max_size, check_positive_int, check_reduction, check_seed,
+                     check_validate_args, compute_dtype, no_autocast, reduce_per_sample,
+                     seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
            "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
-           "DEFAULT_RANDOM_CNN_DEPTH", "AUTO_RANDOM_CNN_RATIO", "AUTO_RANDOM_CNN_LAYER_COST"]
+           "DEFAULT_RANDOM_CNN_DEPTH", "AUTO_RANDOM_CNN_RATIO", "AUTO_RANDOM_CNN_LAYER_COST",
+           "PRECISIONS"]
 
 #: Bandwidths, as multiples of ``patch_size ** 2``, of the default sum of Gaussian kernels.
 #: Taken from the code that continues Amir and Weiss' work (github.com/ariel415el/
@@ -70,6 +71,12 @@ AUTO_RANDOM_CNN_RATIO: float = 0.1
 AUTO_RANDOM_CNN_LAYER_COST: float = 20.0
 
 _ESTIMATORS = ("biased", "unbiased")
+
+#: Operand precisions of the exact method's fused CUDA kernels (:mod:`._kernels.triton_sums`):
+#: ``'fp32'`` (IEEE products, the default), ``'tf32'`` and ``'bf16'`` (tensor-core products); the
+#: sums are accumulated in float32 and added up in float64 in every case. The PyTorch path (CPU,
+#: float64, or no Triton) computes in float32 or float64 whatever this says.
+PRECISIONS = ("fp32", "tf32", "bf16")
 _KERNELS = ("gaussian", "random_cnn")
 
 #: ReLU layers of the random CNN that ``kernel='random_cnn'`` stands for by default: the network of
@@ -98,7 +105,7 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
     """Non-negative weights, one per ``what``; ``None`` gives equal weights summing to 1."""
     if weights is None:
         return tuple(1.0 / count for _ in range(count))
-    weights = check_numbers(weights, name)
+    weights = tuple(float(w) for w in weights)
     if len(weights) != count:
         raise ValueError(f"`{name}` must hold one weight per {what} ({count}), got {len(weights)}")
     if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
@@ -109,7 +116,13 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
 def _check_sigmas(sigmas: Optional[Sequence[float]], patch_size: int) -> Tuple[float, ...]:
     if sigmas is None:
         return default_sigmas(patch_size)
-    sigmas = check_numbers(sigmas, "sigmas")
+    if isinstance(sigmas, (int, float)) and not isinstance(sigmas, bool):
+        sigmas = (sigmas,)
+    if isinstance(sigmas, (str, bytes)) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) for s in sigmas):
+        raise TypeError(f"`sigmas` must be a number or a sequence of numbers (bandwidths for images in "
+                        f"[0, 1]), got {sigmas!r}")
+    sigmas = tuple(float(s) for s in sigmas)
     if len(sigmas) == 0 or any(not math.isfinite(s) or s <= 0 for s in sigmas):
         raise ValueError(f"`sigmas` must be a non-empty sequence of positive bandwidths, got {sigmas}")
     return sigmas
@@ -142,7 +155,7 @@ class PatchMMDSpec:
     levels: int = 1
     level_weights: Optional[Tuple[float, ...]] = None
     method: str = "exact"
-    block_size: int = 512
+    block_size: Optional[int] = None
     num_features: int = 1024
     max_patches: Optional[int] = None
     accumulate_dtype: Optional[torch.dtype] = None
@@ -150,6 +163,7 @@ class PatchMMDSpec:
     window_size: Optional[int] = None
     window_stride: Optional[int] = None
     normalize: str = "none"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -158,7 +172,9 @@ class PatchMMDSpec:
         put("patch_size", check_positive_int(self.patch_size, "patch_size"))
         put("stride", check_positive_int(self.stride, "stride"))
         put("levels", check_positive_int(self.levels, "levels"))
-        put("block_size", check_positive_int(self.block_size, "block_size"))
+        if self.block_size is not None:
+            put("block_size", check_positive_int(self.block_size, "block_size"))
+        check_choice(self.precision, PRECISIONS, "precision")
         put("num_features", check_positive_int(self.num_features, "num_features"))
         if self.max_patches is not None:
             check_positive_int(self.max_patches, "max_patches")
@@ -211,36 +227,6 @@ def _split_settings(settings: dict) -> Tuple[PatchMMDSpec, dict]:
     return spec, {k: v for k, v in settings.items() if k not in _SPEC_FIELDS}
 
 
-def _check_input_values(pred: Tensor, target: Tensor, weight: Optional[Tensor],
-                        target_weight: Optional[Tensor], spec: PatchMMDSpec) -> None:
-    """``validate_args``: both inputs finite and, with the default Gaussian bandwidths (made for
-    ``[0, 1]``), inside :data:`UNIT_RANGE_TOLERANCE`: on images in ``[0, 255]`` every kernel value
-    between two different patches is 0, and the loss is the same constant, with a zero gradient, for
-    any pair of images. One host read for both; the range only of pixels with a positive weight."""
-    default = spec.kernel == "gaussian" and spec.sigmas == default_sigmas(spec.patch_size)
-    masks = None
-    if default and (weight is not None or target_weight is not None):
-        target_weight = weight if target_weight is None else target_weight
-        masks = {"pred": as_weight_mask(weight, pred, "weight", validate_args=False),
-                 "target": as_weight_mask(target_weight, target, "target_weight",
-                                          validate_args=False)}
-    check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE if default else None,
-                 expected=f"the default `sigmas` {spec.sigmas} are made for images (or probabilities) "
-                          f"in [0, 1]: scale the inputs to [0, 1] (e.g. divide 8-bit images by 255) "
-                          f"or give `sigmas` for their range", masks=masks)
-
-
-def _empty_batch(pred: Tensor, target: Tensor, spec: PatchMMDSpec, return_terms: bool):
-    """The MMD² of an empty batch: ``(0,)`` zeros that still reach ``pred`` in the graph (the batch size
-    is a shape: no host read), and empty terms under the keys a batch would have."""
-    dtype = compute_dtype(pred, target, accumulate=spec.accumulate_dtype)
-    total = pred.sum(dim=(1, 2, 3)).to(dtype) * 0
-    if not return_terms:
-        return total
-    keys = ["random_cnn"] if spec.kernel == "random_cnn" else list(spec.sigmas)
-    return total, {(level, key): total for level in range(spec.levels) for key in keys}
-
-
 def _check_sizes(pred: Tensor, target: Tensor, spec: PatchMMDSpec) -> None:
     """Batch and channels must agree, and the spatial size too with windows; an image smaller than
     a patch is fine (it is padded)."""
@@ -266,10 +252,11 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
               sigma_weights: Optional[Sequence[float]] = None, kernel: str = "gaussian",
               depth: Optional[int] = None, estimator: str = "biased", levels: int = 1,
               level_weights: Optional[Sequence[float]] = None,
-              method: str = "exact", block_size: int = 512, num_features: int = 1024,
+              method: str = "exact", block_size: Optional[int] = None, num_features: int = 1024,
               max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
               max_size: Optional[int] = None, window_size: Optional[int] = None,
-              window_stride: Optional[int] = None, normalize: str = "none", seed: int = 0,
+              window_stride: Optional[int] = None, normalize: str = "none",
+              precision: str = "fp32", seed: int = 0,
               redraw: bool = False,
               generator: Optional[torch.Generator] = None, return_terms: bool = False,
               validate_args: bool = True):
@@ -419,8 +406,10 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             is padded).
         level_weights: weights :math:`\lambda_l`; ``None`` for equal weights summing to 1.
         method: ``'exact'``, ``'random_features'`` or ``'auto'``.
-        block_size: rows of the kernel blocks of the exact method (memory ``N * block_size^2``);
-            512 was the fastest on the CPU (256 to 2048 measured, 2 threads).
+        block_size: rows of the kernel blocks of the exact method's PyTorch path (memory ``N *
+            block_size^2``); ``None`` (default) for 512 on the CPU (the fastest there, 256 to 2048
+            measured) and, on a GPU, the largest power of two up to 8192 that fits a quarter of the
+            free memory. The fused CUDA kernels use no blocks.
         num_features: random features per bandwidth (``num_features // 2`` cos/sin pairs,
             rounded up).
         max_patches: if set, each pyramid level keeps this many patches, a random subset of the
@@ -436,6 +425,10 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         window_stride: step between windows; ``None`` for ``window_size // 2``. Needs
             ``window_size``.
         normalize: ``'none'`` (default), ``'mean'`` or ``'channel_mean'``.
+        precision: operands of the exact method's fused CUDA kernels: ``'fp32'`` (default,
+            within 1e-4 relative of float64 on images in ``[0, 1]``), ``'tf32'`` or ``'bf16'``
+            (tensor cores; their errors are stated in :mod:`._kernels.triton_sums`). Sums are
+            accumulated in float32 in every case. No effect elsewhere.
         seed: seed of the random features and of the ``max_patches`` subset.
         redraw: draw new random features (and patch subsets) at each call.
         generator: CPU ``torch.Generator`` to draw from when ``redraw`` is set.
@@ -444,11 +437,8 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             the total. Costs one pass of the exact sums per bandwidth (the random features are
             split at no extra cost). With ``kernel='random_cnn'``, one term per level, key
             ``(level, 'random_cnn')``.
-        validate_args: check the inputs' values (NaN, Inf, negative weights and, with the default
-            Gaussian bandwidths, values outside ``[-0.5, 1.5]``: those bandwidths are made for
-            ``[0, 1]``), which reads them on the host; pass ``False`` on a training path (shapes and
-            settings are always checked; README, "Validation"). Without it a negative or NaN weight
-            counts as 0 (the pixel is ignored).
+        validate_args: check the inputs' values (NaN, Inf, negative weights), which reads them on
+            the host; pass ``False`` on a training path (shapes and settings are always checked).
 
     Returns:
         MMD² per sample, shape ``(N,)``, in float32 (float64 for float64 inputs); with
@@ -487,12 +477,38 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                         level_weights=level_weights, method=method, block_size=block_size,
                         num_features=num_features, max_patches=max_patches,
                         accumulate_dtype=accumulate_dtype, max_size=max_size,
-                        window_size=window_size, window_stride=window_stride, normalize=normalize)
+                        window_size=window_size, window_stride=window_stride, normalize=normalize,
+                        precision=precision)
     if check_bool(redraw, "redraw") and generator is None:
         generator = _redraw_generator(check_seed(seed))
     return _patch_mmd(pred, target, weight, target_weight, spec, check_seed(seed),
                       generator if (redraw or generator is not None) else None,
                       return_terms, check_validate_args(validate_args))
+
+
+def _block_size(block_size: Optional[int], device: torch.device, rows: int) -> int:
+    """The rows of the exact method's blocks: ``block_size`` when given; else 512 on the CPU (the
+    fastest there, 256 to 2048 measured) and, on a GPU, the largest power of two up to 8192 whose
+    blocks (about eight ``rows x block x block`` float32 temporaries) take at most a quarter of the
+    memory free on the device when it is first asked (few, large blocks: launches and Python
+    overhead grow with the number of blocks). The fused kernels of a CUDA device with Triton do
+    not use blocks."""
+    if block_size is not None:
+        return block_size
+    if device.type != "cuda":
+        return 512
+    free = _free_device_memory(device)
+    block = 8192
+    while block > 512 and rows * block * block * 32 > free // 4:
+        block //= 2
+    return block
+
+
+@functools.lru_cache(maxsize=None)
+def _free_device_memory(device: torch.device) -> int:
+    """Bytes free on a CUDA ``device`` the first time it is asked (a driver query, not a stream
+    synchronisation, made once per device)."""
+    return int(torch.cuda.mem_get_info(device)[0])
 
 
 def _auto_is_exact(spec: PatchMMDSpec, patches: int, dim: int) -> bool:
@@ -515,13 +531,9 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                target_weight: Optional[Tensor], spec: PatchMMDSpec, seed: int,
                draw: Optional[torch.Generator], return_terms: bool, validate_args: bool):
     """:func:`patch_mmd` with checked settings; ``draw`` is the generator of redrawn features."""
-    check_image(pred, "pred", finite=False)
-    check_image(target, "target", finite=False)
+    check_image(pred, "pred", finite=validate_args)
+    check_image(target, "target", finite=validate_args)
     _check_sizes(pred, target, spec)
-    if validate_args:
-        _check_input_values(pred, target, weight, target_weight, spec)
-    if pred.shape[0] == 0:
-        return _empty_batch(pred, target, spec, return_terms)
     if draw is not None and not isinstance(draw, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None, got {type(draw).__name__}")
     if target_weight is None:
@@ -529,7 +541,7 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
     dtype = compute_dtype(pred, target, accumulate=spec.accumulate_dtype)
     sigmas, weights = spec.sigmas, spec.sigma_weights
-    with torch.autocast(pred.device.type, enabled=False):
+    with no_autocast(pred.device):
         mx = as_weight_mask(weight, pred, "weight", validate_args)
         my = as_weight_mask(target_weight, target, "target_weight" if target_weight is not weight
                             else "weight", validate_args)
@@ -570,15 +582,17 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                 spec.method == "auto"
                 and _auto_is_exact(spec, max(P.shape[1], Q.shape[1]), P.shape[2]))
             # kernel values of one exact pass: at most n * block_size^2, as for whole images
-            side = min(max(P.shape[1], Q.shape[1]), spec.block_size)
-            rows = max(n, n * spec.block_size ** 2 // side ** 2)
+            block = _block_size(spec.block_size, P.device, n)
+            side = min(max(P.shape[1], Q.shape[1]), block)
+            rows = max(n, n * block ** 2 // side ** 2)
+            exact = functools.partial(_mmd_exact, estimator=spec.estimator, block_size=block,
+                                      precision=spec.precision)
             # one (windows,) term per key: the kernel's, or each bandwidth's with return_terms
             if spec.kernel == "random_cnn":
                 keys = ["random_cnn"]
                 kernel = ArcCosineKernel(spec.depth, P.shape[2])
                 if use_exact:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, kernel, spec.estimator,
-                                         spec.block_size)]
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, kernel)]
                 else:
                     layers = (_draw_cnn_weights(P.shape[2], spec.num_features, spec.depth, draw,
                                                 P.device, dtype) if draw is not None else
@@ -590,12 +604,10 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             elif use_exact:
                 keys = list(sigmas)
                 if return_terms:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, GaussianKernel((s,), (w,)),
-                                         spec.estimator, spec.block_size)
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, GaussianKernel((s,), (w,)))
                                 for s, w in zip(sigmas, weights)]
                 else:
-                    per_term = [_by_rows(_mmd_exact, rows, P, Q, a, b, GaussianKernel(sigmas, weights),
-                                         spec.estimator, spec.block_size)]
+                    per_term = [_by_rows(exact, rows, P, Q, a, b, GaussianKernel(sigmas, weights))]
             else:
                 keys = list(sigmas)
                 if draw is not None:
@@ -678,10 +690,6 @@ def _patch_mmd_loss(pred, target, weight, target_weight, spec: PatchMMDSpec, see
     if return_terms and not squared:
         raise ValueError("`return_terms` needs `squared=True`: the terms of the MMD² add up, the "
                          "square roots of the terms do not")
-    if isinstance(target, Tensor):
-        # the loss treats the target as a constant, as the random-CNN loss does (`patch_mmd`, the
-        # measure, stays differentiable in both inputs)
-        target = target.detach()
     out = _patch_mmd(pred, target, weight, target_weight, spec, seed, draw, return_terms,
                      validate_args)
     if return_terms:
@@ -723,16 +731,14 @@ class PatchMMDLoss(nn.Module):
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.
         loss_weight: factor of the loss.
-        validate_args: check input values on the host (NaN, Inf, negative weights, the range of
-            the default bandwidths), as :func:`patch_mmd`; default True. Adapters pass False on the
-            training path. The target is a constant here (no gradient flows to it, as in the
-            random-CNN loss); :func:`patch_mmd`, the measure, is differentiable in both inputs.
+        validate_args: check input values on the host (NaN, Inf, negative weights); default True.
+            Adapters pass False on the training path.
         **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
             ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,
             ``levels=1``, ``level_weights``,
-            ``method='exact'``, ``block_size=512``, ``num_features=1024``, ``max_patches``,
+            ``method='exact'``, ``block_size=None``, ``num_features=1024``, ``max_patches``,
             ``accumulate_dtype``, ``max_size``, ``window_size=None``, ``window_stride``,
-            ``normalize='none'``), as in :func:`patch_mmd`.
+            ``normalize='none'``, ``precision='fp32'``), as in :func:`patch_mmd`.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`; weight: :math:`(N, H, W)` or :math:`(N, 1, H, W)`

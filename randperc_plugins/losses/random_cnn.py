@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._utils import (area_resize, as_weight_mask, check_bool, check_choice, check_image_pair,
-                     check_loss_weight, check_max_size, check_number, check_numbers, check_reduction,
-                     check_validate_args, compute_dtype, reduce_per_sample, reduced_size,
+                     check_loss_weight, check_max_size, check_reduction, check_validate_args,
+                     compute_dtype, host_to_device, no_autocast, reduce_per_sample, reduced_size,
                      seeded_generator)
 
 __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
@@ -143,7 +143,9 @@ class RandomCNNSpec:
             raise ValueError(f"`pooling` must be one of {_POOLINGS}, got {self.pooling!r}")
         if self.init not in _INITS:
             raise ValueError(f"`init` must be one of {_INITS}, got {self.init!r}")
-        check_number(self.init_std, "init_std", positive=True)
+        if not (isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std)
+                and self.init_std > 0):
+            raise ValueError(f"`init_std` must be a positive float, got {self.init_std!r}")
         layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
         if len(layers) == 0:
             raise ValueError("`layers` must name at least one layer, got an empty sequence")
@@ -381,9 +383,9 @@ def random_cnn_layer_gains(spec: RandomCNNSpec, weights: Sequence[Tensor], *, di
     device = weights[0].device
     ws = [w.detach().to(torch.float64) for w in weights]
     size = (1, ws[0].shape[1], _GAIN_REFERENCE_SIZE, _GAIN_REFERENCE_SIZE)
-    reference = torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
-                           dtype=torch.float64).to(device)
-    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+    reference = host_to_device(torch.rand(size, generator=seeded_generator(_GAIN_REFERENCE_SEED),
+                                          dtype=torch.float64), device)
+    with torch.no_grad(), no_autocast(device):
         feats = random_cnn_features(reference, ws, spec)
         input_size = _distance(reference, distance).mean()
         gains = []
@@ -418,9 +420,9 @@ def _check_layer_weights(layer_weights, layers: Sequence[str]) -> Tuple[float, .
         if unknown:
             raise ValueError(f"`layer_weights` names {sorted(unknown)}, which are not compared "
                              f"layers {tuple(layers)}")
-        values = check_numbers(tuple(given.get(name, 0.0) for name in layers), "layer_weights")
+        values = tuple(float(given.get(name, 0.0)) for name in layers)
     else:
-        values = check_numbers(layer_weights, "layer_weights")
+        values = tuple(float(w) for w in layer_weights)
         if len(values) != len(layers):
             raise ValueError(f"`layer_weights` must hold one weight per compared layer "
                              f"({len(layers)}: {tuple(layers)}), got {len(values)}")
@@ -461,7 +463,7 @@ class _Comparison:
               normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
               balance: str = "init") -> "_Comparison":
         return cls(_check_layer_weights(layer_weights, spec.layers),
-                   check_choice(distance, _DISTANCES, "distance"), check_bool(normalize, "normalize"),
+                   check_choice(distance, _DISTANCES, "distance"), bool(normalize),
                    check_max_size(max_size), check_choice(balance, BALANCES, "balance"))
 
 
@@ -532,8 +534,7 @@ def random_cnn_distance(
         target: ``(N, C, H, W)``, same shape; must be finite. It is a constant: no gradient flows
             to it.
         weight: optional per-pixel weight ``(N, 1, H, W)`` or ``(N, H, W)``, non-negative; 0 marks
-            ignored pixels (without ``validate_args`` a negative or NaN weight counts as 0, as in
-            Patch-MMD).
+            ignored pixels.
         spec: the random network and compared layers; default :class:`RandomCNNSpec()` (VGG-19
             widths, ``'gpl'`` initialisation, :data:`DEFAULT_LAYERS`).
         weights: prebuilt convolution weights from :func:`random_cnn_weights` (e.g. a module's
@@ -552,9 +553,9 @@ def random_cnn_distance(
             once.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
-        validate_args: check the inputs' values (finite ``pred`` and ``target``, a finite
-            non-negative ``weight``), which reads them on the host; pass ``False`` on a training path
-            (shapes and settings are always checked; README, "Validation").
+        validate_args: check the inputs' values (a finite ``target``, a finite non-negative
+            ``weight``), which reads them on the host; pass ``False`` on a training path (shapes and
+            settings are always checked).
 
     Returns:
         ``(N,)`` in float32 (float64 for float64 inputs), whatever the input dtype; with
@@ -635,7 +636,6 @@ def random_cnn_perceptual_loss(pred: Tensor, target: Tensor, weight: Optional[Te
         torch.Size([])
     """
     reduction = check_reduction(reduction)
-    loss_weight = check_loss_weight(loss_weight)
     out = random_cnn_distance(pred, target, weight, return_terms=return_terms,
                               validate_args=validate_args, **settings)
     return _reduce_and_weight(out, reduction, check_loss_weight(loss_weight))
@@ -678,12 +678,14 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     dtype = compute_dtype(pred, target)
     device = pred.device
     # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
-    with torch.autocast(device_type=device.type, enabled=False):
-        ws = [wt.to(device=device, dtype=dtype) for wt in weights]
+    with no_autocast(device):
+        # weights redrawn on the CPU reach a GPU without blocking the host
+        ws = [host_to_device(wt, device).to(dtype) if wt.device != device else wt.to(dtype)
+              for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
-            mask = mask.to(dtype)
+            mask = mask.to(dtype).clamp(min=0)  # weight <= 0: ignored, as Patch-MMD does
             gate = (mask > 0).to(dtype)
             x = x * gate
             y = y * gate
@@ -697,7 +699,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             feats_y = random_cnn_features(y, ws, spec)
 
         if gains is not None:
-            gains = gains.to(device=device, dtype=dtype)
+            gains = (host_to_device(gains, device) if gains.device != device else gains).to(dtype)
         total = x.new_zeros(n)
         terms = OrderedDict()
         for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
@@ -783,8 +785,8 @@ class RandomCNNPerceptualLoss(nn.Module):
             balance, the layers' gains are computed once (from the seeded network, also with
             ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
-        validate_args: check input values on the host (finite ``pred`` and ``target``, a finite
-            non-negative weight); default True. Adapters pass False on the training path.
+        validate_args: check input values on the host (a finite target, a finite non-negative
+            weight); default True. Adapters pass False on the training path.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`, any size.

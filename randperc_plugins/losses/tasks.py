@@ -11,11 +11,8 @@ Every adapter translates its framework's call into one of these, then calls a co
 * :func:`restoration_inputs`: a restored image and its ground truth, RGB in ``[0, 1]`` (mmagic's editors).
 * :func:`task_defaults`: the core losses' settings per task (with the calibrated ``loss_weight``).
 
-Value checks that read a tensor on the host (NaN/Inf, a label range, a value range) run only with
-``validate_args=True``: each is a host synchronisation, which stalls a GPU in the training path, where
-adapters pass ``False``. Without them every function still gives a defined result (README, "Validation"):
-a label outside the classes is ignored like ``ignore_index``, an ROI whose class is not a channel of
-the logits contributes 0, a negative or NaN pixel weight ignores the pixel.
+Value checks that read a tensor on the host (a label range) run only with ``validate_args=True``: each
+is a host synchronisation, which stalls a GPU in the training path, where adapters pass ``False``.
 """
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
-                     compute_dtype)
+from ._utils import as_weight_mask, check_image_pair, compute_dtype
 
 __all__ = ["segmentation_inputs", "instance_mask_inputs", "restoration_inputs", "task_defaults",
            "TASK_DEFAULTS", "RELEASED_TASK_DEFAULTS"]
@@ -134,13 +130,9 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
             ``C == 1`` (binary segmentation) a sigmoid foreground probability.
         label: ``(N, H, W)`` (or ``(N, 1, H, W)``) integer class indices at the logits' resolution;
             ``ignore_index`` marks void and padding pixels.
-        ignore_index: label value to leave out, or ``None``. Negative labels are left out too, and so
-            are labels that are not a class of ``logits`` (``>= C``; ``>= 2`` for one channel) when
-            ``validate_args`` is off (with it they are an error).
-        weight: optional per-pixel weight ``(N, H, W)`` or ``(N, 1, H, W)``, multiplied into the mask
-            (a negative or NaN weight ignores the pixel; an error with ``validate_args``).
-        validate_args: check that the logits are finite and every kept label is a class of
-            ``logits`` (a host read).
+        ignore_index: label value to leave out, or ``None``. Negative labels are left out too.
+        weight: optional per-pixel weight ``(N, H, W)`` or ``(N, 1, H, W)``, multiplied into the mask.
+        validate_args: check that every kept label is a class of ``logits`` (a host read).
 
     Returns:
         ``(probabilities, one_hot, mask)``: two ``(N, C, H, W)`` tensors in float32 (float64 for float64
@@ -148,8 +140,8 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
 
     Raises:
         TypeError: if ``logits`` is not floating point or ``label`` is.
-        ValueError: if the shapes disagree, or (with ``validate_args``) the logits hold NaN or Inf or a
-            kept label lies outside ``[0, C)`` (``[0, 2)`` for one channel).
+        ValueError: if the shapes disagree, or (with ``validate_args``) a kept label lies outside
+            ``[0, C)`` (``[0, 2)`` for one channel).
 
     Example:
         >>> logits = torch.randn(2, 4, 8, 8)
@@ -177,13 +169,12 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
         valid &= label != ignore_index
     num_classes = max(c, 2)
     if validate_args:
-        check_values({"logits": logits})
         kept_max = int(torch.where(valid, label, torch.zeros_like(label)).max()) if label.numel() else 0
         if kept_max >= num_classes:
-            raise ValueError(f"`label` holds class {kept_max}, but `logits` has {c} channels, so "
-                             f"labels must lie in [0, {num_classes}) or equal ignore_index="
-                             f"{ignore_index}")
-    # without validation a label that is not a class is ignored (never a wrong target)
+            raise ValueError(f"`label` holds class {kept_max}, but `logits` has {c} channels "
+                             f"(ignore_index={ignore_index})")
+    # without validation a label that is no class of the logits is ignored like a void pixel (not
+    # clamped into a wrong target)
     valid &= label < num_classes
     dtype = compute_dtype(logits)
     clean = torch.where(valid, label, torch.zeros_like(label)).long()
@@ -207,12 +198,9 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
         mask_logits: ``(R, K, h, w)`` per-class mask logits of ``R`` positive ROIs, or ``(R, 1, h, w)``
             for a class-agnostic head (then ``labels`` are ignored).
         mask_targets: ``(R, h, w)`` (or ``(R, 1, h, w)``) targets in ``[0, 1]`` (binary masks cropped
-            and resized to the ROI; a ``{0, 255}`` uint8 mask is an error with ``validate_args``).
-        labels: ``(R,)`` integer class of each ROI's ground truth. Without ``validate_args`` an ROI
-            whose label is not a channel of ``mask_logits`` contributes 0 (its probability is replaced
-            by its target, without gradient) instead of comparing another class's mask.
-        validate_args: check that the logits and targets are finite, the targets lie in ``[0, 1]``
-            and every label is a channel of ``mask_logits`` (one host read).
+            and resized to the ROI).
+        labels: ``(R,)`` integer class of each ROI's ground truth.
+        validate_args: check that every label is a channel of ``mask_logits`` (a host read).
 
     Returns:
         ``(probability, target)``, both ``(R, 1, h, w)`` in float32 (float64 for float64 logits): the
@@ -221,8 +209,9 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
 
     Raises:
         TypeError: if ``mask_logits`` is not floating point or ``labels`` is.
-        ValueError: if the ROI counts or mask sizes disagree, or (with ``validate_args``) a value is
-            NaN or Inf, a target lies outside ``[0, 1]`` or a label is not a channel of ``mask_logits``.
+        ValueError: if the ROI counts or mask sizes disagree, or (with ``validate_args``) a label is
+            not a channel of ``mask_logits`` or a target lies outside ``[0, 1]`` (``{0, 255}``
+            masks).
 
     Example:
         >>> logits = torch.randn(3, 80, 28, 28)
@@ -248,58 +237,44 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
     labels = labels.reshape(-1)
     if k > 1 and labels.shape[0] != r:
         raise ValueError(f"`labels` must hold one class per ROI ({r}), got shape {tuple(labels.shape)}")
-    if validate_args:
-        check_values({"mask_logits": mask_logits})
-        check_values({"mask_targets": mask_targets}, (0.0, 1.0),
-                     expected="mask targets must be probabilities in [0, 1] (a {0, 255} uint8 mask "
-                              "must be divided by 255 or compared with > 0)")
-    if validate_args and k > 1 and r > 0:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= k:
+    if validate_args and r > 0:
+        # one host read for the label range and the targets' range
+        stats = [mask_targets.detach().float().amin(), mask_targets.detach().float().amax()]
+        if k > 1:
+            stats += [labels.detach().float().amin(), labels.detach().float().amax()]
+        values = torch.stack(stats).tolist()
+        if not (0.0 <= values[0] and values[1] <= 1.0):
+            raise ValueError(f"`mask_targets` must be foreground fractions in [0, 1] (binary masks as 0 "
+                             f"and 1), got values in [{values[0]:g}, {values[1]:g}]: scale {{0, 255}} "
+                             f"masks by 1/255")
+        if k > 1 and (values[2] < 0 or values[3] >= k):
             raise ValueError(f"`labels` must be classes in [0, {k}) of `mask_logits`, got values in "
-                             f"[{low}, {high}]")
+                             f"[{int(values[2])}, {int(values[3])}]")
     dtype = compute_dtype(mask_logits)
-    target = mask_targets.to(dtype).unsqueeze(1)
     if k == 1:
-        return torch.sigmoid(mask_logits.to(dtype)), target
-    index = labels.long().clamp(0, k - 1).view(r, 1, 1, 1).expand(r, 1, h, w)
-    probability = torch.sigmoid(mask_logits.gather(1, index).to(dtype))
-    # an ROI whose class is not a channel compares its target with itself: 0, no gradient
-    known = ((labels >= 0) & (labels < k)).view(r, 1, 1, 1)
-    return torch.where(known, probability, target.detach()), target
+        chosen = mask_logits
+    else:
+        index = labels.long().clamp(0, k - 1).view(r, 1, 1, 1).expand(r, 1, h, w)
+        chosen = mask_logits.gather(1, index)
+    return torch.sigmoid(chosen.to(dtype)), mask_targets.to(dtype).unsqueeze(1)
 
 
 def restoration_inputs(pred: Tensor, target: Tensor, *,
                        validate_args: bool = True) -> Tuple[Tensor, Tensor]:
-    """A restored image and its ground truth, ``(N, C, H, W)`` floating point of the same shape, or
-    video frames ``(N, T, C, H, W)``, folded into a batch of ``N * T`` images (a view, no copy).
+    """A restored image and its ground truth, ``(N, C, H, W)`` floating point of the same shape.
 
-    Returned otherwise unchanged after the checks; the core losses' defaults assume RGB in ``[0, 1]``.
-    With ``validate_args`` (one host read) both must also be finite and inside ``[-0.5, 1.5]``
-    (``UNIT_RANGE_TOLERANCE``: an output may overshoot ``[0, 1]`` a little; ``[0, 255]`` or
-    ``[-1, 1]`` images are refused, with the range seen).
+    Returned unchanged after the checks; the core losses' defaults assume RGB in ``[0, 1]``.
+    With ``validate_args`` (a host read) the target must also be finite.
 
     Raises:
         TypeError: if either is not a floating-point tensor.
-        ValueError: if either is not 4-D (or 5-D) or their shapes differ, or (with ``validate_args``)
-            either holds NaN or Inf or lies outside ``[-0.5, 1.5]``.
+        ValueError: if either is not 4-D or their shapes differ, or (with ``validate_args``) the
+            target holds NaN or Inf.
 
     Example:
         >>> pred, target = restoration_inputs(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
         >>> pred.shape
         torch.Size([1, 3, 8, 8])
-        >>> pred, target = restoration_inputs(torch.rand(2, 5, 3, 8, 8), torch.rand(2, 5, 3, 8, 8))
-        >>> pred.shape  # 2 clips of 5 frames: 10 images
-        torch.Size([10, 3, 8, 8])
     """
-    if isinstance(pred, Tensor) and isinstance(target, Tensor) and pred.dim() == 5:
-        if target.shape != pred.shape:
-            raise ValueError(f"`pred` and `target` must have the same shape, got {tuple(pred.shape)} "
-                             f"and {tuple(target.shape)}")
-        pred, target = pred.flatten(0, 1), target.flatten(0, 1)
-    check_image_pair(pred, target, validate_args=False)
-    if validate_args:
-        check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE,
-                     expected="the restoration defaults and calibrated weights assume RGB in [0, 1] "
-                              "(check the data preprocessor's mean and std, e.g. std=[255, 255, 255])")
+    check_image_pair(pred, target, validate_args=validate_args)
     return pred, target

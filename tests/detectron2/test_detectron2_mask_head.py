@@ -169,3 +169,17 @@ def test_yaml_keys_reach_the_head():
 def test_add_randperc_config_rejects_a_non_cfgnode():
     with pytest.raises(TypeError, match="`cfg`"):
         add_randperc_config({"MODEL": {}})
+
+
+@pytest.mark.parametrize("kind", sorted(HEADS))
+def test_perceptual_reduction_sum_is_honoured_and_none_refused(kind):
+    instances, x = _instances([3, 0, 2]), _features(5)
+    with EventStorage():
+        mean = _head(HEADS[kind], perceptual=dict(loss_weight=0.5)).train()(x, instances)
+        total = _head(HEADS[kind], perceptual=dict(loss_weight=0.5, reduction="sum")).train()(x, instances)
+    key = _head(HEADS[kind]).loss_key
+    torch.testing.assert_close(total[key], mean[key] * 5, rtol=1e-4, atol=1e-6)  # 5 foreground ROIs
+    with pytest.raises(ValueError, match=r"`perceptual\['reduction'\]` must be 'mean' or 'sum'"):
+        _head(HEADS[kind], perceptual=dict(reduction="none"))
+    with pytest.raises(ValueError, match=r"`perceptual\['loss_weight'\]`.*non-negative.*-1"):
+        _head(HEADS[kind], perceptual=dict(loss_weight=-1))

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from photo_ops import gaussian_blur
 
-from randperc_plugins.losses._random_features import (_draw_features, _FeatureMean, _frequency_groups,
-                                                      _harmonics, _orthogonal_gaussian)
+from randperc_plugins.losses._random_features import (_draw_features, _FeatureMeans, _frequency_groups,
+                                                      _orthogonal_gaussian, _phases)
 from randperc_plugins.losses.patch_mmd import (AUTO_EXACT_RATIO, PatchMMDLoss, default_sigmas,
                                                extract_patches, patch_mmd, patch_mmd_loss)
 
@@ -273,15 +273,19 @@ def test_feature_pairs_have_the_exact_kernel_diagonal():
                            torch.device("cpu"), torch.float64)
     assert feats.count == 17 and feats.W.shape == (12, 2 * 17)  # ceil(33 / 2); 0.5 shares 2.0's
     p = _rand(1, 5, 12, seed=40)
-    z = _FeatureMean.apply(p, torch.ones(1, 5, dtype=torch.float64), feats, 2, False)  # (1, S * 2F), sum
+    ones = torch.ones(1, 5, dtype=torch.float64)
+    z, z_q = _FeatureMeans.apply(p, p.flip(1), ones, ones, feats, 2, False)  # (1, S * 2F), sums
     assert z.shape == (1, 3 * 2 * 17)
-    single = [_FeatureMean.apply(p[:, i:i + 1], torch.ones(1, 1, dtype=torch.float64), feats, 1, False)
+    torch.testing.assert_close(z_q, z)  # the same patches in another order
+    single = [_FeatureMeans.apply(p[:, i:i + 1], p[:, :2], ones[:, :1], ones[:, :2], feats, 1,
+                                  False)[0]
               for i in range(5)]
     assert torch.allclose(sum(single), z)
     norms = torch.stack([s.pow(2).sum() for s in single])
     assert torch.allclose(norms, torch.full_like(norms, sum(weights)), atol=1e-12)
     # the features are cos/sin of the patch times each bandwidth's frequencies, in float64 directly
-    for i, (g, m, scale) in enumerate(feats.terms):
+    for i in range(3):
+        g, m, scale = feats.group_index[i], feats.multiples[i, 0], feats.scales[i, 0]
         w = m * feats.W[:, g * 17:(g + 1) * 17]
         t = p[0, 0] @ w
         assert torch.allclose(single[0][0, i * 34:(i + 1) * 34],
@@ -293,11 +297,18 @@ def test_bandwidths_in_integer_ratios_share_frequency_directions():
     assert [(i, m) for i, m in groups[0][1]] == [(0, 1), (1, 2), (2, 4), (3, 10)] and len(groups) == 1
     groups = _frequency_groups((1.0, 0.3, 0.5, 1.0 / 17))
     assert [sorted(m for _, m in members) for _, members in groups] == [[1, 2], [1], [1]]
-    t = torch.linspace(-30, 30, 101, dtype=torch.float64)
-    multiples = [1, 2, 3, 4, 8, 10, 16]  # 2, 4, 8, 16 by the double-angle formulas
-    for m, (cm, sm) in zip(multiples, _harmonics(t, multiples)):
-        assert torch.allclose(cm, (m * t).cos(), atol=1e-10)
-        assert torch.allclose(sm, (m * t).sin(), atol=1e-10)
+    # one projection gives every bandwidth's phases: m_s times its group's base frequencies
+    sigmas = (1.0, 0.3, 0.5, 1.0 / 17)
+    feats = _draw_features(6, 8, sigmas, (0.25,) * 4, torch.Generator().manual_seed(2),
+                           torch.device("cpu"), torch.float64)
+    p = _rand(2, 5, 6, seed=41)
+    t = _phases(p, feats)
+    assert t.shape == (2, 5, 4, 4) and feats.groups == 3
+    for i, sigma in enumerate(sigmas):
+        g, m = int(feats.group_index[i]), float(feats.multiples[i, 0])
+        base = sigma * m  # the group's widest bandwidth
+        assert any(abs(base - b) < 1e-9 for b, _ in groups)
+        torch.testing.assert_close(t[:, :, i], m * (p @ feats.W[:, g * 4:(g + 1) * 4]))
 
 
 def test_orthogonal_frequencies_are_gaussian_and_lower_the_variance():
@@ -442,6 +453,10 @@ def test_errors_name_argument_and_sizes():
         patch_mmd(x, x, patch_size=3, estimator="u")
     with pytest.raises(ValueError, match=r"`method`"):
         patch_mmd(x, x, patch_size=3, method="dense")
+    with pytest.raises(ValueError, match=r"`precision`.*'fp32', 'tf32', 'bf16'.*'fp16'"):
+        PatchMMDLoss(patch_size=3, precision="fp16")
+    with pytest.raises(ValueError, match=r"`block_size`"):
+        patch_mmd(x, x, patch_size=3, block_size=0)
     with pytest.raises(ValueError, match=r"`sigma_weights`.*2"):
         patch_mmd(x, x, patch_size=3, sigmas=(1.0, 2.0), sigma_weights=(1.0,))
     with pytest.raises(ValueError, match=r"`sigmas`"):

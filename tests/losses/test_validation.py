@@ -1,297 +1,133 @@
-"""The validation policy of the core losses and the task layer (README, "Validation").
-
-Settings are checked when a loss is built; values (NaN/Inf, value range, weight sign, label range) per
-call only with ``validate_args=True``; without it every case has one documented meaning, the same in
-both losses, and nothing is read on the host. Legitimate edge cases (an empty batch, no ROI) give a
-finite 0 with a gradient.
-"""
+"""One validation policy for both losses: settings are checked when a loss is built, values (NaN, Inf)
+with ``validate_args=True``, and legitimate edge cases (an empty batch) give a finite value and a
+gradient."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from randperc_plugins.losses import (PatchMMDLoss, RandomCNNPerceptualLoss, patch_mmd_loss,
                                      random_cnn_perceptual_loss, tasks)
+from randperc_plugins.losses.random_cnn import RandomCNNSpec
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-TINY = dict(widths=((4,), (8,)), layers=("relu1_1", "relu2_1"))
-#: each loss as a module and as a function, with small settings
-BUILD = {
-    "random_cnn": lambda **kw: RandomCNNPerceptualLoss(**TINY, **kw),
+TINY_CNN = dict(widths=((4,), (8,)), layers=("relu1_1", "relu2_1"))
+MODULES = {
+    "random_cnn": lambda **kw: RandomCNNPerceptualLoss(**TINY_CNN, **kw),
     "patch_mmd": lambda **kw: PatchMMDLoss(patch_size=3, **kw),
 }
-CALL = {
-    "random_cnn": lambda p, t, w=None, **kw: random_cnn_perceptual_loss(
-        p, t, w, spec=__import__("randperc_plugins").losses.RandomCNNSpec(**TINY), **kw),
-    "patch_mmd": lambda p, t, w=None, **kw: patch_mmd_loss(p, t, w, patch_size=3, **kw),
+FUNCTIONS = {
+    "random_cnn": lambda x, y, **kw: random_cnn_perceptual_loss(x, y, spec=RandomCNNSpec(**TINY_CNN),
+                                                                **kw),
+    "patch_mmd": lambda x, y, **kw: patch_mmd_loss(x, y, patch_size=3, **kw),
 }
-LOSSES = sorted(BUILD)
 
 
-def _images(n=2, c=3, size=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(n, c, size, size, generator=g, dtype=torch.float64),
-            torch.rand(n, c, size, size, generator=g, dtype=torch.float64))
+@pytest.mark.parametrize("value, error", [
+    (-1.0, ValueError), (-1, ValueError), (math.nan, ValueError), (math.inf, ValueError),
+    ("1.0", TypeError), (True, TypeError), (None, TypeError)])
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_loss_weight_must_be_a_finite_non_negative_number(loss, value, error):
+    with pytest.raises(error, match=r"`loss_weight`.*non-negative"):
+        MODULES[loss](loss_weight=value)
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(error, match=r"`loss_weight`"):
+        FUNCTIONS[loss](x, x, loss_weight=value)
 
 
-# ----------------------------------------------------------------------------------------------
-# Settings, checked when the loss is built
-# ----------------------------------------------------------------------------------------------
-BAD_WEIGHTS = [(-0.5, ValueError, ">= 0"), (float("nan"), ValueError, "finite"),
-               (float("inf"), ValueError, "finite"), ("0.5", TypeError, "real number"),
-               (None, TypeError, "real number"), (True, TypeError, "real number"),
-               (torch.tensor(0.5), TypeError, "real number")]
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_a_zero_weight_is_legitimate(loss):
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    value = MODULES[loss](loss_weight=0)(x, torch.rand(1, 3, 8, 8))
+    value.backward()
+    assert float(value) == 0.0 and torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("value, error, expected", BAD_WEIGHTS, ids=[repr(b[0]) for b in BAD_WEIGHTS])
-def test_bad_loss_weight_is_refused_by_module_and_function(loss, value, error, expected):
-    with pytest.raises(error, match=rf"`loss_weight` must .*{expected}.*got"):
-        BUILD[loss](loss_weight=value)
-    x, y = _images()
-    with pytest.raises(error, match=rf"`loss_weight` must .*{expected}"):
-        CALL[loss](x, y, loss_weight=value)
+@pytest.mark.parametrize("name, value", [("redraw", "False"), ("redraw", 0), ("squared", "no")])
+def test_booleans_must_be_booleans(name, value):
+    with pytest.raises(TypeError, match=rf"`{name}` must be True or False, got str|`{name}` must be True or False, got int"):
+        PatchMMDLoss(patch_size=3, **{name: value})
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(TypeError, match=rf"`{name}`"):
+        patch_mmd_loss(x, x, patch_size=3, **{name: value})
+    if name == "redraw":
+        with pytest.raises(TypeError, match=r"`redraw`"):
+            RandomCNNPerceptualLoss(**TINY_CNN, redraw=value)
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("value", [0, 0.0, 2, np.float32(0.5)])
-def test_legitimate_loss_weights_are_accepted(loss, value):
-    x, y = _images()
-    out = BUILD[loss](loss_weight=value)(x, y)
-    assert torch.isfinite(out) and math.isclose(float(out), float(value) * float(BUILD[loss]()(x, y)),
-                                                rel_tol=1e-6, abs_tol=1e-12)
+@pytest.mark.parametrize("sigmas", ["0.5", ["0.5", 1.0], (True,)])
+def test_sigmas_must_be_numbers(sigmas):
+    with pytest.raises(TypeError, match=r"`sigmas` must be a number or a sequence of numbers"):
+        PatchMMDLoss(patch_size=3, sigmas=sigmas)
 
 
-BAD_BOOLS = [("random_cnn", "redraw", "False"), ("random_cnn", "normalize", "no"),
-             ("random_cnn", "redraw", 1), ("patch_mmd", "redraw", "False"),
-             ("patch_mmd", "squared", "no"), ("patch_mmd", "squared", 0)]
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("side", ["pred", "target"])
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_non_finite_values_are_refused_when_validating(loss, side, bad):
+    x, y = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    (x if side == "pred" else y)[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=rf"`{side}` must be finite"):
+        MODULES[loss]()(x, y)
 
 
-@pytest.mark.parametrize("loss, name, value", BAD_BOOLS)
-def test_booleans_must_be_bools(loss, name, value):
-    with pytest.raises(TypeError, match=rf"`{name}` must be a bool \(True or False\), got {value!r}"):
-        BUILD[loss](**{name: value})
-
-
-BAD_SEQUENCES = [("patch_mmd", "sigmas", "0.5", TypeError), ("patch_mmd", "sigmas", [0.5, "1"], TypeError),
-                 ("patch_mmd", "sigmas", [0.5, float("nan")], ValueError),
-                 ("patch_mmd", "sigma_weights", "ab", TypeError),
-                 ("random_cnn", "layer_weights", "12", TypeError),
-                 ("random_cnn", "layer_weights", [1.0, float("inf")], ValueError),
-                 ("random_cnn", "init_std", "0.1", TypeError)]
-
-
-@pytest.mark.parametrize("loss, name, value, error", BAD_SEQUENCES)
-def test_numbers_given_as_strings_are_refused(loss, name, value, error):
-    kw = {name: value}
-    if name == "sigma_weights":
-        kw["sigmas"] = (0.5, 1.0)
-    if name == "init_std":
-        kw["init"] = "normal"
-    with pytest.raises(error, match=rf"`{name}` must"):
-        BUILD[loss](**kw)
-
-
-# ----------------------------------------------------------------------------------------------
-# Values, checked per call with validate_args=True
-# ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("which", ["pred", "target"])
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_nan_and_inf_are_refused_in_pred_and_target(loss, which, bad):
-    x, y = _images()
-    (x if which == "pred" else y)[0, 0, 2, 2] = bad
-    with pytest.raises(ValueError, match=rf"`{which}` must be finite, but it holds NaN or Inf"):
-        BUILD[loss]()(x, y)
-
-
-def test_patch_mmd_refuses_images_in_0_255_with_its_default_bandwidths():
-    x, y = _images()
-    with pytest.raises(ValueError, match=r"`pred` holds values in \[[\d.]+, 2\d\d\.?\d*\], but the default "
-                                         r"`sigmas` .* in \[0, 1\]"):
-        PatchMMDLoss(patch_size=3)(x * 255, y * 255)
-    # why: every kernel value between different patches is 0 there, so the loss is one constant,
-    # the same for any pair of images, with a zero gradient
-    pred = (x * 255).requires_grad_()
-    a = PatchMMDLoss(patch_size=3, validate_args=False)(pred, y * 255)
-    b = PatchMMDLoss(patch_size=3, validate_args=False)(torch.flip(x, (2,)) * 255, y.flip(3) * 255)
-    a.backward()
-    assert torch.allclose(a, b) and pred.grad.abs().max() < 1e-20
-    # bandwidths chosen for the range are the user's call; the random-CNN kernel has none
-    PatchMMDLoss(patch_size=3, sigmas=(100.0, 300.0))(x * 255, y * 255)
-    PatchMMDLoss(patch_size=3, kernel="random_cnn")(x * 255, y * 255)
-    # masked pixels may hold anything finite
-    w = torch.ones(2, 8, 8)
-    w[:, 4:] = 0
-    x2 = x.clone()
-    x2[:, :, 4:] = 255
-    PatchMMDLoss(patch_size=3)(x2, y, w)
-
-
-def test_random_cnn_accepts_any_range():
-    # positively homogeneous: 255x the images give 255x the loss, a valid (if unscaled) value
-    x, y = _images()
-    small = RandomCNNPerceptualLoss(**TINY, balance="none")(x, y)
-    large = RandomCNNPerceptualLoss(**TINY, balance="none")(x * 255, y * 255)
-    assert torch.allclose(large, 255 * small)
-
-
-# ----------------------------------------------------------------------------------------------
-# One meaning for each case, the same in both losses
-# ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("bad", [-1.0, float("nan")])
-def test_negative_or_nan_pixel_weight_is_an_error_or_ignores_the_pixel(loss, bad):
-    x, y = _images(size=10)
-    w = torch.ones(2, 10, 10, dtype=torch.float64)
-    w[:, 6:] = bad
-    with pytest.raises(ValueError, match="`weight` must be"):
-        BUILD[loss](validate_args=True)(x, y, w)
-    zero = w.clone()
-    zero[:, 6:] = 0
-    got = BUILD[loss](validate_args=False, reduction="none")(x, y, w)
-    expected = BUILD[loss](validate_args=False, reduction="none")(x, y, zero)
-    assert torch.isfinite(got).all() and torch.equal(got, expected)
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-def test_target_is_a_constant_in_both_losses(loss):
-    x, y = _images()
-    pred, target = x.clone().requires_grad_(), y.clone().requires_grad_()
-    out = BUILD[loss]()(pred, target)
-    out.backward()
-    assert target.grad is None and pred.grad is not None and pred.grad.abs().max() > 0
-    assert torch.equal(out, BUILD[loss]()(x, y))
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_empty_batch_gives_zero_with_a_gradient(loss, reduction):
-    pred = torch.rand(0, 3, 8, 8, requires_grad=True)
-    out = BUILD[loss](reduction=reduction)(pred, torch.rand(0, 3, 8, 8))
-    assert out.shape == ((0,) if reduction == "none" else ())
-    assert torch.isfinite(out).all() and (out == 0).all()
-    out.sum().backward()
-    assert pred.grad is not None and pred.grad.shape == pred.shape
-
-
-# ----------------------------------------------------------------------------------------------
-# The task layer
-# ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("loss", LOSSES)
-def test_zero_rois_give_zero_with_a_gradient(loss):
-    logits = torch.randn(0, 5, 12, 12, requires_grad=True)
-    prob, target = tasks.instance_mask_inputs(logits, torch.zeros(0, 12, 12),
-                                              torch.zeros(0, dtype=torch.long))
-    out = BUILD[loss]()(prob, target)
-    assert float(out.detach()) == 0.0
-    out.backward()
-    assert logits.grad is not None and logits.grad.shape == logits.shape
-
-
-@pytest.mark.parametrize("channels, bad_label", [(1, 3), (1, 2), (4, 4), (4, 200)])
-def test_labels_that_are_no_class_are_ignored_without_validation(channels, bad_label):
-    g = torch.Generator().manual_seed(1)
-    logits = torch.randn(2, channels, 8, 8, generator=g)
-    label = torch.randint(0, max(channels, 2), (2, 8, 8), generator=g)
-    label[:, :2] = bad_label
-    probs, one_hot, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
-    ignored = label.clone()
-    ignored[:, :2] = 255
-    probs2, one_hot2, mask2 = tasks.segmentation_inputs(logits, ignored, validate_args=False)
-    assert torch.equal(mask, mask2) and float(mask[:, :, :2].abs().sum()) == 0
-    assert one_hot.max() <= 1  # never a target of 3.0
-    for loss in LOSSES:
-        core = BUILD[loss](validate_args=False)
-        assert torch.equal(core(probs, one_hot, mask), core(probs2, one_hot2, mask2))
-    with pytest.raises(ValueError, match=rf"`label` holds class {bad_label}, but `logits` has "
-                                         rf"{channels} channels"):
-        tasks.segmentation_inputs(logits, label, validate_args=True)
-
-
-def test_roi_with_an_unknown_class_contributes_zero_without_validation():
-    logits = torch.randn(3, 4, 10, 10, requires_grad=True)
-    targets = (torch.rand(3, 10, 10) > 0.5).float()
-    labels = torch.tensor([1, 7, -1])
-    prob, target = tasks.instance_mask_inputs(logits, targets, labels, validate_args=False)
-    for loss in LOSSES:
-        per_roi = BUILD[loss](validate_args=False, reduction="none")(prob, target)
-        assert per_roi[0] > 0 and per_roi[1] == 0 and per_roi[2] == 0
-    (g,) = torch.autograd.grad(BUILD["random_cnn"](validate_args=False)(prob, target), logits)
-    assert g[0].abs().max() > 0 and g[1:].abs().max() == 0
-    with pytest.raises(ValueError, match=r"`labels` must be classes in \[0, 4\)"):
-        tasks.instance_mask_inputs(logits, targets, labels)
-
-
-@pytest.mark.parametrize("targets, seen", [
-    (lambda: (torch.rand(3, 10, 10) > 0.5).to(torch.uint8) * 255, r"\[0, 255\]"),
-    (lambda: torch.rand(3, 10, 10) * 2 - 1, r"\[-\d\.\d+, 0\.\d+\]")])
-def test_mask_targets_outside_0_1_are_refused(targets, seen):
-    with pytest.raises(ValueError, match=rf"`mask_targets` holds values in {seen}, but mask targets "
-                                         rf"must be probabilities in \[0, 1\]"):
-        tasks.instance_mask_inputs(torch.randn(3, 4, 10, 10), targets(), torch.tensor([0, 1, 2]))
-
-
-@pytest.mark.parametrize("which", ["mask_logits", "mask_targets"])
-def test_instance_masks_refuse_nan(which):
-    logits, targets = torch.randn(2, 3, 6, 6), torch.rand(2, 6, 6)
-    (logits if which == "mask_logits" else targets)[0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=rf"`{which}` must be finite"):
-        tasks.instance_mask_inputs(logits, targets, torch.tensor([0, 2]))
-
-
-def test_segmentation_refuses_nan_logits():
-    logits = torch.randn(1, 3, 4, 4)
-    logits[0, 1, 1, 1] = float("inf")
-    with pytest.raises(ValueError, match="`logits` must be finite"):
-        tasks.segmentation_inputs(logits, torch.zeros(1, 4, 4, dtype=torch.long))
-
-
-@pytest.mark.parametrize("scale, seen", [(255.0, r"\[[\d.]+, 2\d\d\.?\d*\]"), (-1.0, r"\[-0\.\d+, -0\.\d+\]")])
-@pytest.mark.parametrize("which", ["pred", "target"])
-def test_restoration_refuses_images_outside_0_1(scale, seen, which):
-    x, y = _images()
-    if which == "pred":
-        x = x * scale
-    else:
-        y = y * scale
-    with pytest.raises(ValueError, match=rf"`{which}` holds values in {seen}, but the restoration "
-                                         rf"defaults .* assume RGB in \[0, 1\]"):
-        tasks.restoration_inputs(x, y)
-    tasks.restoration_inputs(x, y, validate_args=False)  # the training path: no host read, no check
-
-
-@pytest.mark.parametrize("which", ["pred", "target"])
-def test_restoration_refuses_nan(which):
-    x, y = _images()
-    (x if which == "pred" else y)[1, 2, 3, 4] = float("nan")
-    with pytest.raises(ValueError, match=rf"`{which}` must be finite"):
-        tasks.restoration_inputs(x, y)
-
-
-def test_restoration_folds_video_frames_into_the_batch(host_reads):
-    g = torch.Generator().manual_seed(3)
-    clip_pred, clip_target = torch.rand(2, 3, 3, 8, 8, generator=g), torch.rand(2, 3, 3, 8, 8, generator=g)
-    pred, target = tasks.restoration_inputs(clip_pred, clip_target, validate_args=False)
-    assert host_reads == []
-    assert pred.shape == (6, 3, 8, 8) and torch.equal(pred[4], clip_pred[1, 1])
-    assert torch.equal(target[5], clip_target[1, 2])
-    with pytest.raises(ValueError, match="`pred` and `target` must have the same shape"):
-        tasks.restoration_inputs(clip_pred, clip_target[:, :2])
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("task", ["segmentation", "restoration"])
-def test_empty_batch_through_the_task_layer_gives_zero_with_a_gradient(loss, task):
+def _empty_case(task):
     if task == "segmentation":
-        source = torch.randn(0, 3, 8, 8, requires_grad=True)
-        pred, target, mask = tasks.segmentation_inputs(source, torch.zeros(0, 8, 8, dtype=torch.long))
-    else:
-        source = torch.rand(0, 3, 8, 8, requires_grad=True)
-        (pred, target), mask = tasks.restoration_inputs(source, torch.rand(0, 3, 8, 8)), None
-    out = BUILD[loss]()(pred, target, mask)
-    assert out.shape == () and float(out.detach()) == 0.0
-    out.backward()
-    assert source.grad is not None and source.grad.shape == source.shape
+        logits = torch.randn(0, 4, 16, 16, requires_grad=True)
+        return logits, lambda: tasks.segmentation_inputs(logits, torch.zeros(0, 16, 16, dtype=torch.long))
+    if task == "restoration":
+        pred = torch.rand(0, 3, 16, 16, requires_grad=True)
+        return pred, lambda: tasks.restoration_inputs(pred, torch.rand(0, 3, 16, 16))
+    logits = torch.randn(0, 5, 28, 28, requires_grad=True)
+    return logits, lambda: tasks.instance_mask_inputs(logits, torch.rand(0, 28, 28),
+                                                      torch.zeros(0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", ["random_cnn", "patch_mmd"])
+@pytest.mark.parametrize("task", ["segmentation", "restoration", "instance_masks"])
+def test_an_empty_batch_gives_zero_with_a_gradient(task, loss, reduction):
+    cls = RandomCNNPerceptualLoss if loss == "random_cnn" else PatchMMDLoss
+    module = cls(**{**tasks.task_defaults(task, loss), "reduction": reduction})
+    leaf, inputs = _empty_case(task)
+    value = module(*inputs())
+    assert value.shape == ((0,) if reduction == "none" else ())
+    value.sum().backward()
+    assert leaf.grad is not None and leaf.grad.shape == leaf.shape
+    if reduction != "none":
+        assert float(value.detach()) == 0.0
+
+
+def test_mask_targets_outside_zero_one_are_refused_when_validating():
+    logits = torch.randn(3, 5, 8, 8)
+    targets = (torch.rand(3, 8, 8) > 0.5).to(torch.uint8) * 255  # {0, 255} masks, a common mistake
+    with pytest.raises(ValueError, match=r"`mask_targets` must be .* \[0, 1\].*got values in \[0, 255\]"):
+        tasks.instance_mask_inputs(logits, targets, torch.tensor([0, 4, 2]))
+    prob, target = tasks.instance_mask_inputs(logits, targets / 255, torch.tensor([0, 4, 2]))
+    assert float(target.max()) == 1.0
+    with pytest.raises(ValueError, match=r"`labels` must be classes in \[0, 5\).*\[0, 7\]"):
+        tasks.instance_mask_inputs(logits, targets / 255, torch.tensor([0, 7, 2]))
+
+
+def test_labels_that_are_no_class_are_ignored_without_validation():
+    logits = torch.randn(1, 1, 4, 4)  # binary segmentation: classes 0 and 1
+    label = torch.tensor([[[0, 1, 3, 255]] * 4])
+    prob, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+    assert target.max() <= 1 and mask[0, 0, :, 2:].sum() == 0 and mask[0, 0, :, :2].sum() == 8
+    logits = torch.randn(1, 3, 4, 4)
+    label = torch.tensor([[[0, 2, 7, -1]] * 4])
+    _, target, mask = tasks.segmentation_inputs(logits, label, validate_args=False)
+    assert mask[0, 0, :, 2:].sum() == 0 and target[0, 2, :, 2].sum() == 0  # 7 is no class 2 stand-in
+    with pytest.raises(ValueError, match=r"`label` holds class 7"):
+        tasks.segmentation_inputs(logits, label)
+
+
+@pytest.mark.parametrize("loss", sorted(MODULES))
+def test_a_negative_pixel_weight_means_ignored_in_both_losses(loss):
+    # refused when validating; without validation, weight <= 0 leaves the pixel out, as weight 0
+    x, y = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 12, 12)
+    negative, zero = torch.ones(1, 12, 12), torch.ones(1, 12, 12)
+    negative[:, :5], zero[:, :5] = -1.0, 0.0
+    with pytest.raises(ValueError, match=r"`weight`.*negative"):
+        MODULES[loss]()(x, y, negative)
+    torch.testing.assert_close(MODULES[loss](validate_args=False)(x, y, negative),
+                               MODULES[loss](validate_args=False)(x, y, zero))

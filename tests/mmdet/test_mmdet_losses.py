@@ -143,3 +143,28 @@ def test_bad_weight_and_config_are_named():
         rp_mmdet.PatchMMDLoss(loss_name="mask_mmd")
     with pytest.raises(TypeError, match="`perceptual`"):
         rp_mmdet.AddPatchMMDLoss(perceptual=0.5, use_mask=True)
+
+
+@pytest.mark.parametrize("name", ["RandomCNNPerceptualLoss", "PatchMMDLoss"])
+def test_avg_factor_zero_gives_a_finite_value(name):
+    # as mmdet's weight_reduce_loss: the sum over an avg_factor of 0 plus float32's eps, not Inf
+    logits, targets, labels = _rois()
+    logits.requires_grad_()
+    loss = getattr(rp_mmdet, name)(loss_weight=1.0)
+    value = loss(logits, targets, labels, weight=torch.zeros(len(labels)), avg_factor=0)
+    value.backward()
+    assert torch.isfinite(value) and float(value) == 0.0 and torch.isfinite(logits.grad).all()
+    per_roi = loss(logits, targets, labels, reduction_override="none")
+    got = loss(logits, targets, labels, avg_factor=2.0)
+    torch.testing.assert_close(got, per_roi.sum() / (2.0 + torch.finfo(torch.float32).eps))
+
+
+@pytest.mark.parametrize("name", ["AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"])
+def test_composite_mistakes_say_what_to_write(name):
+    cls = getattr(rp_mmdet, name)
+    with pytest.raises(TypeError, match=r"`perceptual` must be a dict.*loss_mask=dict"):
+        cls(perceptual=[("loss_weight", 0.1)])
+    with pytest.raises(ValueError, match=r"'loss_mask_ce' is the baseline loss's own name"):
+        cls(perceptual=dict(loss_name="loss_mask_ce"))
+    with pytest.raises(ValueError, match=r"`loss_weight`.*non-negative"):
+        cls(perceptual=dict(loss_weight=float("nan")))

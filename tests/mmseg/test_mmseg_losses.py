@@ -259,3 +259,14 @@ def test_training_path_reads_nothing_on_the_host(name, host_reads):
     assert torch.count_nonzero(logits.grad) > 0
     rp_mmseg.RandomCNNPerceptualLoss(validate_args=True)(logits, label)
     assert host_reads  # the counter sees the checks that validate_args=True runs
+
+
+@pytest.mark.parametrize("name", ["AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"])
+def test_composite_mistakes_say_what_to_write(name):
+    cls = getattr(rp_mmseg, name)
+    with pytest.raises(TypeError, match=r"`perceptual` must be a dict.*perceptual=dict\(.*got str 'patch_size=3'"):
+        cls(perceptual="patch_size=3")
+    with pytest.raises(ValueError, match=r"`perceptual\['loss_name'\]`='loss_ce' is the baseline loss's own name"):
+        cls(perceptual=dict(loss_name="loss_ce"))
+    with pytest.raises(ValueError, match=r"`loss_weight`"):
+        cls(perceptual=dict(loss_weight=-1))

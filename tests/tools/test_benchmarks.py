@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny shapes and report what their tables promise."""
 import math
 
+import pytest
 import torch
 
 from randperc_plugins.benchmarks import patch_mmd as bench_patch_mmd
@@ -57,3 +58,46 @@ def test_bench_patch_mmd_windows_on_tiny_shapes():
     for r in rows:
         assert r["whole_s"] > 0 and r["windows_s"] > 0
         assert math.isclose(r["time_ratio"], r["windows_s"] / r["whole_s"])
+
+
+def test_bench_patch_mmd_exact_on_tiny_shapes(tmp_path, capsys):
+    from randperc_plugins.benchmarks import patch_mmd_exact
+
+    out = tmp_path / "exact.json"
+    assert patch_mmd_exact.main(["--device", "cpu", "--sides", "16", "--repeat", "1",
+                                 "--out", str(out)]) == 0
+    assert "| 16 | 100 | blocks |" in capsys.readouterr().out
+    import json
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["method"] == "blocks" and rows[0]["x"] == 1
+    # float32 blocks against float64: the 4-bandwidth MMD² of a 16x16 pair, to float32 precision
+    assert all(0 <= r["rel. error"] < 1e-4 for r in rows), rows
+
+
+def test_bench_gpu_table_on_tiny_shapes(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")
+    from randperc_plugins.benchmarks import gpu
+
+    assert gpu.main(["--device", "cpu", "--quick", "--tasks", "restoration", "--warmup", "0",
+                     "--repeat", "1", "--out", str(tmp_path)]) == 0
+    assert "| restoration | EDSR x2 c64b16 (plain) | + patch_mmd |" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["baseline", "+ random_cnn", "+ patch_mmd", "+ VGG-19 (mmagic)"]
+    assert all(r["error"] is None for r in rows), rows
+    assert rows[0]["x step"] == 1 and all(r["x step"] > 0 for r in rows)
+    assert rows[-1]["loss / VGG"] == 1 and all(r["loss ms"] > 0 for r in rows[1:])
+    assert (tmp_path / "results.md").read_text().startswith("train steps on CPU")
+
+
+def test_bench_gpu_flops_at_the_task_shapes(capsys):
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 come from torchvision")
+    from randperc_plugins.benchmarks import gpu
+
+    rows = [r for t in ("restoration", "instance_masks") for r in gpu.flop_rows(t, quick=False)]
+    by = {(r["task"], r["variant"]): r for r in rows}
+    # FLOPs are deterministic: mmagic's VGG-19 relu5_4 loss at 16x3x96x96 is 344 GFLOP fwd + bwd
+    assert 340 < by[("restoration", "+ VGG-19 (mmagic)")]["loss GFLOP"] < 350
+    assert by[("restoration", "+ random_cnn")]["loss / VGG"] > 0
+    assert by[("instance_masks", "+ patch_mmd")]["loss GFLOP"] > 0
