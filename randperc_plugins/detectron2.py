@@ -44,7 +44,8 @@ from detectron2.modeling.roi_heads.mask_head import (ROI_MASK_HEAD_REGISTRY, Mas
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from .losses._utils import check_loss_weight, check_reduction
+from .losses._utils import (check_distinct_loss_names, check_loss_name_has_loss, check_loss_weight,
+                            check_perceptual, check_reduction, check_validate_args)
 from .losses.patch_mmd import PatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
@@ -56,8 +57,9 @@ __all__ = ["MaskRCNNConvUpsampleHeadWithGPL", "MaskRCNNConvUpsampleHeadWithPatch
 def add_randperc_config(cfg: CfgNode) -> CfgNode:
     """Add the perceptual mask-loss keys ``MODEL.ROI_MASK_HEAD.RANDPERC`` to a detectron2 ``cfg``.
 
-    * ``LOSS_WEIGHT`` (float, default ``-1.0``): weight of the added term; negative means the task
-      default (``task_defaults('instance_masks', ...)['loss_weight']``, else 1.0).
+    * ``LOSS_WEIGHT`` (float, default ``-1.0``): weight of the added term (a finite number >= 0); -1
+      means the task default (``task_defaults('instance_masks', ...)['loss_weight']``, else 1.0),
+      any other negative value is an error.
     * ``SEED`` (int, default 0): seed of the random network / random features.
     * ``OPTIONS`` (a node that accepts new keys, default empty): further keyword arguments of the core
       loss, lower-cased (e.g. ``OPTIONS: {PATCH_SIZE: 5}`` gives ``patch_size=5``).
@@ -124,15 +126,19 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
                 ``MaskRCNNConvUpsampleHead`` (``loss_weight`` weighs detectron2's ``loss_mask``).
             perceptual: keyword arguments of the core loss, merged over the task defaults
                 (``task_defaults('instance_masks', ...)``); ``loss_weight`` in it weighs the added term
-                (0 skips its computation; the result is then the baseline's, bit for bit).
+                (a finite number >= 0; 0 skips its computation: the result is then the baseline's, bit
+                for bit; in a LazyConfig or in Python a negative weight is an error, only the YAML key
+                ``LOSS_WEIGHT`` reads -1 as "the task default"); ``reduction`` (``'mean'``, the default,
+                over the foreground ROIs, or ``'sum'``) and ``loss_name`` (the term's key, default
+                ``loss_mask_gpl`` / ``loss_mask_patch_mmd``) are the head's.
         """
         super().__init__(input_shape, num_classes=num_classes, conv_dims=conv_dims,
                          conv_norm=conv_norm, **kwargs)
-        if perceptual is not None and not isinstance(perceptual, dict):
-            raise TypeError(f"`perceptual` must be a dict of the core loss's arguments or None, "
-                            f"got {type(perceptual).__name__}")
+        owner = type(self).__name__
         settings = {"loss_weight": 1.0, **task_defaults("instance_masks", self.core_name),
-                    **dict(perceptual or {})}
+                    **check_perceptual(perceptual, owner)}
+        self.loss_key = check_distinct_loss_names(
+            check_loss_name_has_loss(settings.pop("loss_name", self.loss_key)), ("loss_mask",), owner)
         self.perceptual_weight = check_loss_weight(settings.pop("loss_weight"),
                                                    "perceptual['loss_weight']")
         # Per ROI from the core; the head reduces over the ROIs itself (see perceptual_mask_loss):
@@ -142,7 +148,8 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
             raise ValueError("`perceptual['reduction']` must be 'mean' or 'sum': the head returns one "
                              "scalar per loss, got 'none'")
         settings["reduction"] = "none"
-        settings.setdefault("validate_args", False)  # the core's value checks read tensors on the host
+        # the core's value checks read tensors on the host: off unless asked for (then the task layer's too)
+        self.validate_args = check_validate_args(settings.setdefault("validate_args", False))
         # Not a child module: `layers()` runs every child of this nn.Sequential, and state_dict()
         # and DDP see only children. Its buffers follow the logits' device on the first call.
         object.__setattr__(self, "_perceptual_loss", self._build_core(settings))
@@ -158,8 +165,9 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         if node is not None:
             perceptual = {str(k).lower(): v for k, v in dict(node.OPTIONS).items()}
             perceptual["seed"] = int(node.SEED)
-            if float(node.LOSS_WEIGHT) >= 0:
-                perceptual["loss_weight"] = float(node.LOSS_WEIGHT)
+            # -1 (the key's default) means the task default; any other value is checked by the head
+            if node.LOSS_WEIGHT != -1:
+                perceptual["loss_weight"] = node.LOSS_WEIGHT
         ret["perceptual"] = perceptual
         return ret
 
@@ -186,7 +194,7 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         targets, classes = roi_mask_targets(instances, mask_logits.shape[2], mask_logits.device,
                                             class_agnostic=mask_logits.shape[1] == 1)
         probability, target = instance_mask_inputs(mask_logits, targets, classes,
-                                                   validate_args=False)
+                                                   validate_args=self.validate_args)
         loss_fn = self._perceptual_loss
         # move the random weights (non-persistent buffers) once, to wherever the head runs
         if any(b.device != mask_logits.device for b in loss_fn.buffers()):

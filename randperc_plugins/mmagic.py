@@ -32,7 +32,8 @@ Range check: the first call of each loss reads the minimum and maximum of ``pred
 whether they are finite (one host synchronisation, at the first iteration only) and warns once if a
 value lies far outside ``[0, 1]`` (a model or preprocessor working in ``[0, 255]`` or ``[-1, 1]``): the
 defaults and the calibrated weights assume ``[0, 1]``. Doing it at every call would stall a GPU at every
-step; ``validate_args=True`` does it at every call (for debugging).
+step; ``validate_args=True`` checks at every call and raises (for debugging; README, "What is checked,
+and when").
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import check_loss_weight, check_reduction
+from .losses._utils import check_bool, check_loss_weight, check_reduction, check_validate_args
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import restoration_inputs, task_defaults
@@ -84,9 +85,9 @@ class _MMagicPerceptualLoss(nn.Module):
         default_weight = defaults.pop("loss_weight", 1.0)
         self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
-        self.sample_wise = bool(sample_wise)
+        self.sample_wise = check_bool(sample_wise, "sample_wise")
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = bool(validate_args)
+        self.validate_args = check_validate_args(validate_args)
         self._checked = False
         # The core returns per-sample values; mmagic's reduction and sample_wise are applied here.
         self.core = self.core_cls(reduction="none", validate_args=self.validate_args, **{**defaults, **core_kwargs})
@@ -128,7 +129,7 @@ class _MMagicPerceptualLoss(nn.Module):
             weight = None if weight is None or weight.dim() != 5 else weight.flatten(0, 1)
         # no value check here on the training path (each is a host read); the range once, below
         pred, target = restoration_inputs(pred, target, validate_args=self.validate_args)
-        if self.validate_args or not self._checked:
+        if not self.validate_args and not self._checked:  # with validate_args: checked just above
             self._check_values(pred, target)
             self._checked = True
         mask = _pixel_mask(weight, pred)

@@ -55,7 +55,7 @@ from mmdet.registry import MODELS
 import torch
 from torch import Tensor, nn
 
-from .losses._utils import check_loss_weight, check_reduction
+from .losses._utils import check_distinct_loss_names, check_loss_weight, check_reduction, check_validate_args
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
 from .losses.tasks import instance_mask_inputs, task_defaults
@@ -79,7 +79,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
         self.reduction = check_reduction(reduction)
         self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = validate_args
+        self.validate_args = None if validate_args is None else check_validate_args(validate_args)
         # The core returns one value per ROI; the reduction over ROIs and loss_weight are applied here.
         # value checks of the core read tensors on the host: only when asked for explicitly
         self.core = self.core_cls(reduction="none", validate_args=bool(validate_args),
@@ -194,6 +194,20 @@ class _AddToMaskLoss(nn.Module):
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
                                                 self.base_loss_name, "loss_mask")
+        # mmdet logs the sum of both parts as `loss_mask`: the term may not take that name either
+        check_distinct_loss_names(self.perceptual.loss_name, ("loss_mask", self.base_loss_name),
+                                  type(self).__name__)
+        if base_type in ("CrossEntropyLoss", "mmdet.CrossEntropyLoss") \
+                and not base_kwargs.get("use_mask") and not base_kwargs.get("use_sigmoid"):
+            # what a config written with `_delete_=True` loses (checked after the settings, so that
+            # their mistakes come first): mmdet's softmax cross-entropy would then fail deep inside
+            # ("expected scalar type Long but found Float") on the mask targets
+            raise ValueError(
+                f"{type(self).__name__} builds the baseline mask loss {base_type} without "
+                f"`use_mask=True` (the key Mask R-CNN's `loss_mask` has; a `_delete_=True` drops it): "
+                f"the mask head's binary targets need it; write loss_mask=dict(type="
+                f"'randperc_plugins.mmdet.{type(self).__name__}', use_mask=True, loss_weight=1.0), "
+                f"or leave out `_delete_=True` so that the baseline's keys are merged in")
 
     def forward(self, mask_logits: Tensor, mask_targets: Tensor, labels: Tensor, *args, **kwargs) -> Tensor:
         base = self.base(mask_logits, mask_targets, labels, *args, **kwargs)

@@ -6,7 +6,9 @@ what came (never ``assert``, which ``python -O`` removes).
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+import math
+import numbers
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -90,7 +92,8 @@ def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight",
 
     The mask is returned in ``like``'s dtype and device (floating). Pixels with weight 0 (such as an
     ignored label) are the ones the losses leave out. ``None`` stays ``None``. With
-    ``validate_args`` (host reads) the weight must be finite and non-negative.
+    ``validate_args`` (host reads) the weight must be finite and non-negative; without, a negative or
+    NaN weight is returned as 0 (the pixel is ignored), with no host read.
 
     Raises:
         ValueError: if the shape does not match ``like``'s batch and spatial size, or (with
@@ -113,7 +116,9 @@ def as_weight_mask(weight: Optional[Tensor], like: Tensor, name: str = "weight",
             raise ValueError(f"`{name}` must be non-negative, but it holds a negative value")
     if weight.dtype == torch.bool or not weight.is_floating_point():
         weight = weight.to(torch.float32)
-    return weight.to(device=like.device, dtype=like.dtype)
+    weight = weight.to(device=like.device, dtype=like.dtype)
+    # without validation a negative or NaN weight ignores its pixel (NaN > 0 is False), in both losses
+    return torch.where(weight > 0, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))
 
 
 def compute_dtype(*tensors: Tensor, accumulate: Optional[torch.dtype] = None) -> torch.dtype:
@@ -186,9 +191,7 @@ def check_loss_weight(value, name: str = "loss_weight") -> float:
         TypeError: if ``value`` is not an int or a float (a bool or a string included).
         ValueError: if it is negative, NaN or infinite.
     """
-    import math
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a non-negative number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0:
@@ -219,3 +222,147 @@ def seeded_generator(seed: int) -> torch.Generator:
     gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
     return gen
+
+
+def _is_real(value) -> bool:
+    """A real number given as a Python or NumPy scalar (not a bool, a string or a tensor)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(value, name: str, minimum: Optional[float] = None, positive: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number (``>= minimum``, or ``> 0`` with
+    ``positive``); raise otherwise.
+
+    Raises:
+        TypeError: if ``value`` is not a real number (a string, a bool, None, a tensor).
+        ValueError: if it is NaN, infinite or out of range.
+    """
+    if not _is_real(value):
+        raise TypeError(f"`{name}` must be a real number (int or float), got {value!r} "
+                        f"({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"`{name}` must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum:g}, got {value!r}")
+    return value
+
+
+def check_numbers(values, name: str) -> Tuple[float, ...]:
+    """A sequence of finite real numbers (or one number) as a tuple of floats; a string is refused
+    (it would otherwise be read character by character).
+
+    Raises:
+        TypeError: if ``values`` is a string or holds something that is not a real number.
+        ValueError: if a value is NaN or infinite.
+    """
+    if _is_real(values):
+        values = (values,)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"`{name}` must be a number or a sequence of numbers, got {values!r} "
+                        f"({type(values).__name__})")
+    out = []
+    for v in values:
+        if not _is_real(v):
+            raise TypeError(f"`{name}` must be a number or a sequence of numbers, got {values!r} "
+                            f"(holding {v!r}, {type(v).__name__})")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"`{name}` must hold finite numbers, got {tuple(values)!r}")
+        out.append(float(v))
+    return tuple(out)
+
+
+#: With ``validate_args``, values outside this interval mean that images (or probabilities, masks)
+#: are not in ``[0, 1]``: an SR output overshoots ``[0, 1]`` a little, ``[-1, 1]`` images have pixels
+#: below -0.5, ``[0, 255]`` images above 1.5.
+UNIT_RANGE_TOLERANCE: Tuple[float, float] = (-0.5, 1.5)
+
+
+def value_stats(tensors: Dict[str, Tensor],
+                masks: Optional[Dict[str, Optional[Tensor]]] = None) -> Dict[str, Tuple[bool, float, float]]:
+    """``{name: (finite, min, max)}`` of each tensor, read on the host in one synchronisation. The
+    range is that of the finite values where ``masks[name]`` (broadcastable, e.g. ``(N, 1, H, W)``) is
+    positive: ignored pixels may hold anything in range. A tensor without such a value has the range
+    ``(inf, -inf)``."""
+    masks = masks or {}
+    parts = []
+    for name, t in tensors.items():
+        t = t.detach()
+        if t.numel() == 0:
+            parts.append(torch.tensor([1.0, math.inf, -math.inf], dtype=torch.float64, device=t.device))
+            continue
+        finite = torch.isfinite(t).all() if t.is_floating_point() else torch.ones((), dtype=torch.bool,
+                                                                                  device=t.device)
+        values = t.double()
+        kept = torch.isfinite(values)
+        if masks.get(name) is not None:
+            kept = kept & (masks[name].detach() > 0)
+        lo = torch.where(kept, values, torch.full_like(values, math.inf)).amin()
+        hi = torch.where(kept, values, torch.full_like(values, -math.inf)).amax()
+        parts.append(torch.stack([finite.double(), lo, hi]))
+    values = torch.stack([p.to(parts[0].device) for p in parts]).tolist() if parts else []
+    return {name: (bool(v[0]), v[1], v[2]) for name, v in zip(tensors, values)}
+
+
+def check_values(tensors: Dict[str, Tensor], value_range: Optional[Tuple[float, float]] = None,
+                 expected: str = "", masks: Optional[Dict[str, Optional[Tensor]]] = None) -> None:
+    """With ``validate_args``: every tensor finite and, with ``value_range``, inside it where its mask
+    (``masks[name]``, optional) is positive (one host read for all of them).
+
+    Raises:
+        ValueError: naming the first tensor that holds NaN or Inf, or that lies outside
+            ``value_range``, with the range seen and ``expected`` (what the values should be).
+    """
+    stats = value_stats(tensors, masks)
+    for name, (finite, _, _) in stats.items():
+        if not finite:
+            raise ValueError(f"`{name}` must be finite, but it holds NaN or Inf")
+    if value_range is None:
+        return
+    low, high = value_range
+    for name, (_, lo, hi) in stats.items():
+        if lo < low or hi > high:
+            raise ValueError(f"`{name}` holds values in [{lo:.4g}, {hi:.4g}], but {expected} "
+                             f"(values outside [{low:g}, {high:g}] are refused)")
+
+
+def check_perceptual(perceptual, owner: str) -> dict:
+    """The ``perceptual`` argument of an adapter: a dict of the core loss's keyword arguments (or None,
+    for the defaults), returned as a new dict.
+
+    Raises:
+        TypeError: if it is anything else (e.g. the string ``'patch_size=3'``), saying what to write.
+    """
+    if perceptual is None:
+        return {}
+    if not isinstance(perceptual, dict):
+        raise TypeError(f"`perceptual` of {owner} must be a dict of the perceptual term's arguments "
+                        f"(e.g. perceptual=dict(patch_size=3, loss_weight=0.5)) or None, got "
+                        f"{perceptual!r} ({type(perceptual).__name__})")
+    return dict(perceptual)
+
+
+def check_distinct_loss_names(term_name: str, taken, owner: str) -> str:
+    """``term_name`` if it differs from every name in ``taken`` (the baseline's logged losses): a term
+    logged under the baseline's name would be merged into the baseline's entry.
+
+    Raises:
+        ValueError: naming the clash and what to write instead.
+    """
+    taken = tuple(t for t in taken if t)
+    if term_name in taken:
+        raise ValueError(f"`loss_name` of the perceptual term of {owner} must differ from the baseline's "
+                         f"{', '.join(map(repr, taken))} (the term would be logged, and summed, as "
+                         f"part of the baseline's entry), got {term_name!r}; write e.g. "
+                         f"perceptual=dict(loss_name='{term_name}_perceptual')")
+    return term_name
+
+
+def check_loss_name_has_loss(loss_name) -> str:
+    """``loss_name`` if it is a string containing ``'loss'`` (OpenMMLab back-propagates only such
+    terms, and detectron2's trainers log every entry of the loss dict)."""
+    if not isinstance(loss_name, str) or "loss" not in loss_name:
+        raise ValueError(f"`loss_name` must be a string containing 'loss', got {loss_name!r}")
+    return loss_name

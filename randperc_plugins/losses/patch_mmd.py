@@ -35,10 +35,10 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
-                     check_max_size, check_positive_int, check_reduction, check_seed,
-                     check_validate_args, compute_dtype, no_autocast, reduce_per_sample,
-                     seeded_generator)
+from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_bool, check_choice, check_image,
+                     check_loss_weight, check_max_size, check_numbers, check_positive_int,
+                     check_reduction, check_seed, check_validate_args, check_values, compute_dtype,
+                     no_autocast, reduce_per_sample, seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
            "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
@@ -105,7 +105,7 @@ def _check_weights(weights: Optional[Sequence[float]], count: int, name: str,
     """Non-negative weights, one per ``what``; ``None`` gives equal weights summing to 1."""
     if weights is None:
         return tuple(1.0 / count for _ in range(count))
-    weights = tuple(float(w) for w in weights)
+    weights = check_numbers(weights, name)
     if len(weights) != count:
         raise ValueError(f"`{name}` must hold one weight per {what} ({count}), got {len(weights)}")
     if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
@@ -225,6 +225,36 @@ def _split_settings(settings: dict) -> Tuple[PatchMMDSpec, dict]:
     """``(spec, rest)``: the keyword arguments that are :class:`PatchMMDSpec` fields, and the others."""
     spec = PatchMMDSpec(**{k: v for k, v in settings.items() if k in _SPEC_FIELDS})
     return spec, {k: v for k, v in settings.items() if k not in _SPEC_FIELDS}
+
+
+def _check_input_values(pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                        target_weight: Optional[Tensor], spec: PatchMMDSpec) -> None:
+    """``validate_args``: both inputs finite and, with the default Gaussian bandwidths (made for
+    ``[0, 1]``), inside :data:`UNIT_RANGE_TOLERANCE`: on images in ``[0, 255]`` every kernel value
+    between two different patches is 0, and the loss is the same constant, with a zero gradient, for
+    any pair of images. One host read for both; the range only of pixels with a positive weight."""
+    default = spec.kernel == "gaussian" and spec.sigmas == default_sigmas(spec.patch_size)
+    masks = None
+    if default and (weight is not None or target_weight is not None):
+        target_weight = weight if target_weight is None else target_weight
+        masks = {"pred": as_weight_mask(weight, pred, "weight", validate_args=False),
+                 "target": as_weight_mask(target_weight, target, "target_weight",
+                                          validate_args=False)}
+    check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE if default else None,
+                 expected=f"the default `sigmas` {spec.sigmas} are made for images (or probabilities) "
+                          f"in [0, 1]: scale the inputs to [0, 1] (e.g. divide 8-bit images by 255) "
+                          f"or give `sigmas` for their range", masks=masks)
+
+
+def _empty_batch(pred: Tensor, target: Tensor, spec: PatchMMDSpec, return_terms: bool):
+    """The MMD² of an empty batch: ``(0,)`` zeros that still reach ``pred`` in the graph (the batch size
+    is a shape: no host read), and empty terms under the keys a batch would have."""
+    dtype = compute_dtype(pred, target, accumulate=spec.accumulate_dtype)
+    total = pred.sum(dim=(1, 2, 3)).to(dtype) * 0
+    if not return_terms:
+        return total
+    keys = ["random_cnn"] if spec.kernel == "random_cnn" else list(spec.sigmas)
+    return total, {(level, key): total for level in range(spec.levels) for key in keys}
 
 
 def _check_sizes(pred: Tensor, target: Tensor, spec: PatchMMDSpec) -> None:
@@ -437,8 +467,11 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             the total. Costs one pass of the exact sums per bandwidth (the random features are
             split at no extra cost). With ``kernel='random_cnn'``, one term per level, key
             ``(level, 'random_cnn')``.
-        validate_args: check the inputs' values (NaN, Inf, negative weights), which reads them on
-            the host; pass ``False`` on a training path (shapes and settings are always checked).
+        validate_args: check the inputs' values (NaN, Inf, negative weights and, with the default
+            Gaussian bandwidths, values outside ``[-0.5, 1.5]``: those bandwidths are made for
+            ``[0, 1]``), which reads them on the host; pass ``False`` on a training path (shapes and
+            settings are always checked; README, "What is checked, and when"). Without it a negative
+            or NaN weight counts as 0 (the pixel is ignored).
 
     Returns:
         MMD² per sample, shape ``(N,)``, in float32 (float64 for float64 inputs); with
@@ -531,9 +564,13 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                target_weight: Optional[Tensor], spec: PatchMMDSpec, seed: int,
                draw: Optional[torch.Generator], return_terms: bool, validate_args: bool):
     """:func:`patch_mmd` with checked settings; ``draw`` is the generator of redrawn features."""
-    check_image(pred, "pred", finite=validate_args)
-    check_image(target, "target", finite=validate_args)
+    check_image(pred, "pred", finite=False)
+    check_image(target, "target", finite=False)
     _check_sizes(pred, target, spec)
+    if validate_args:
+        _check_input_values(pred, target, weight, target_weight, spec)
+    if pred.shape[0] == 0:
+        return _empty_batch(pred, target, spec, return_terms)
     if draw is not None and not isinstance(draw, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator or None, got {type(draw).__name__}")
     if target_weight is None:
@@ -690,6 +727,10 @@ def _patch_mmd_loss(pred, target, weight, target_weight, spec: PatchMMDSpec, see
     if return_terms and not squared:
         raise ValueError("`return_terms` needs `squared=True`: the terms of the MMD² add up, the "
                          "square roots of the terms do not")
+    if isinstance(target, Tensor):
+        # the loss treats the target as a constant, as the random-CNN loss does (`patch_mmd`, the
+        # measure, stays differentiable in both inputs)
+        target = target.detach()
     out = _patch_mmd(pred, target, weight, target_weight, spec, seed, draw, return_terms,
                      validate_args)
     if return_terms:
@@ -731,7 +772,10 @@ class PatchMMDLoss(nn.Module):
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.
         loss_weight: factor of the loss.
-        validate_args: check input values on the host (NaN, Inf, negative weights); default True.
+        validate_args: check input values on the host (NaN, Inf, negative weights, the range of
+            the default bandwidths), as :func:`patch_mmd`; default True. The target is a constant here
+            (no gradient flows to it, as in the random-CNN loss); :func:`patch_mmd`, the measure, is
+            differentiable in both inputs.
             Adapters pass False on the training path.
         **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
             ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._utils import (area_resize, as_weight_mask, check_bool, check_choice, check_image_pair,
-                     check_loss_weight, check_max_size, check_reduction, check_validate_args,
+                     check_loss_weight, check_max_size, check_number, check_numbers,
+                     check_reduction, check_validate_args,
                      compute_dtype, host_to_device, no_autocast, reduce_per_sample, reduced_size,
                      seeded_generator)
 
@@ -143,9 +144,7 @@ class RandomCNNSpec:
             raise ValueError(f"`pooling` must be one of {_POOLINGS}, got {self.pooling!r}")
         if self.init not in _INITS:
             raise ValueError(f"`init` must be one of {_INITS}, got {self.init!r}")
-        if not (isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std)
-                and self.init_std > 0):
-            raise ValueError(f"`init_std` must be a positive float, got {self.init_std!r}")
+        check_number(self.init_std, "init_std", positive=True)
         layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
         if len(layers) == 0:
             raise ValueError("`layers` must name at least one layer, got an empty sequence")
@@ -420,9 +419,9 @@ def _check_layer_weights(layer_weights, layers: Sequence[str]) -> Tuple[float, .
         if unknown:
             raise ValueError(f"`layer_weights` names {sorted(unknown)}, which are not compared "
                              f"layers {tuple(layers)}")
-        values = tuple(float(given.get(name, 0.0)) for name in layers)
+        values = check_numbers(tuple(given.get(name, 0.0) for name in layers), "layer_weights")
     else:
-        values = tuple(float(w) for w in layer_weights)
+        values = check_numbers(layer_weights, "layer_weights")
         if len(values) != len(layers):
             raise ValueError(f"`layer_weights` must hold one weight per compared layer "
                              f"({len(layers)}: {tuple(layers)}), got {len(values)}")
@@ -463,7 +462,7 @@ class _Comparison:
               normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
               balance: str = "init") -> "_Comparison":
         return cls(_check_layer_weights(layer_weights, spec.layers),
-                   check_choice(distance, _DISTANCES, "distance"), bool(normalize),
+                   check_choice(distance, _DISTANCES, "distance"), check_bool(normalize, "normalize"),
                    check_max_size(max_size), check_choice(balance, BALANCES, "balance"))
 
 
@@ -553,9 +552,10 @@ def random_cnn_distance(
             once.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
-        validate_args: check the inputs' values (a finite ``target``, a finite non-negative
-            ``weight``), which reads them on the host; pass ``False`` on a training path (shapes and
-            settings are always checked).
+        validate_args: check the inputs' values (finite ``pred`` and ``target``, a finite
+            non-negative ``weight``), which reads them on the host; pass ``False`` on a training path
+            (shapes and settings are always checked; README, "What is checked, and when"). Without it
+            a negative or NaN weight counts as 0, as in Patch-MMD.
 
     Returns:
         ``(N,)`` in float32 (float64 for float64 inputs), whatever the input dtype; with
@@ -785,8 +785,8 @@ class RandomCNNPerceptualLoss(nn.Module):
             balance, the layers' gains are computed once (from the seeded network, also with
             ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
-        validate_args: check input values on the host (a finite target, a finite non-negative
-            weight); default True. Adapters pass False on the training path.
+        validate_args: check input values on the host (finite ``pred`` and ``target``, a finite
+            non-negative weight); default True. Adapters pass False on the training path.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`, any size.

@@ -22,7 +22,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._utils import as_weight_mask, check_image_pair, compute_dtype
+from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
+                     compute_dtype)
 
 __all__ = ["segmentation_inputs", "instance_mask_inputs", "restoration_inputs", "task_defaults",
            "TASK_DEFAULTS", "RELEASED_TASK_DEFAULTS"]
@@ -169,6 +170,7 @@ def segmentation_inputs(logits: Tensor, label: Tensor, *, ignore_index: Optional
         valid &= label != ignore_index
     num_classes = max(c, 2)
     if validate_args:
+        check_values({"logits": logits})
         kept_max = int(torch.where(valid, label, torch.zeros_like(label)).max()) if label.numel() else 0
         if kept_max >= num_classes:
             raise ValueError(f"`label` holds class {kept_max}, but `logits` has {c} channels "
@@ -237,6 +239,8 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
     labels = labels.reshape(-1)
     if k > 1 and labels.shape[0] != r:
         raise ValueError(f"`labels` must hold one class per ROI ({r}), got shape {tuple(labels.shape)}")
+    if validate_args:
+        check_values({"mask_logits": mask_logits, "mask_targets": mask_targets})
     if validate_args and r > 0:
         # one host read for the label range and the targets' range
         stats = [mask_targets.detach().float().amin(), mask_targets.detach().float().amax()]
@@ -251,12 +255,15 @@ def instance_mask_inputs(mask_logits: Tensor, mask_targets: Tensor, labels: Tens
             raise ValueError(f"`labels` must be classes in [0, {k}) of `mask_logits`, got values in "
                              f"[{int(values[2])}, {int(values[3])}]")
     dtype = compute_dtype(mask_logits)
+    target = mask_targets.to(dtype).unsqueeze(1)
     if k == 1:
-        chosen = mask_logits
-    else:
-        index = labels.long().clamp(0, k - 1).view(r, 1, 1, 1).expand(r, 1, h, w)
-        chosen = mask_logits.gather(1, index)
-    return torch.sigmoid(chosen.to(dtype)), mask_targets.to(dtype).unsqueeze(1)
+        return torch.sigmoid(mask_logits.to(dtype)), target
+    index = labels.long().clamp(0, k - 1).view(r, 1, 1, 1).expand(r, 1, h, w)
+    probability = torch.sigmoid(mask_logits.gather(1, index).to(dtype))
+    # without validation an ROI whose class is no channel compares its target with itself: it
+    # contributes 0 and no gradient, instead of another class's mask
+    known = ((labels >= 0) & (labels < k)).view(r, 1, 1, 1)
+    return torch.where(known, probability, target.detach()), target
 
 
 def restoration_inputs(pred: Tensor, target: Tensor, *,
@@ -264,17 +271,23 @@ def restoration_inputs(pred: Tensor, target: Tensor, *,
     """A restored image and its ground truth, ``(N, C, H, W)`` floating point of the same shape.
 
     Returned unchanged after the checks; the core losses' defaults assume RGB in ``[0, 1]``.
-    With ``validate_args`` (a host read) the target must also be finite.
+    With ``validate_args`` (one host read) both must also be finite and inside ``[-0.5, 1.5]``
+    (``UNIT_RANGE_TOLERANCE``: an output may overshoot ``[0, 1]`` a little; ``[0, 255]`` or ``[-1, 1]``
+    images are refused, with the range seen).
 
     Raises:
         TypeError: if either is not a floating-point tensor.
-        ValueError: if either is not 4-D or their shapes differ, or (with ``validate_args``) the
-            target holds NaN or Inf.
+        ValueError: if either is not 4-D or their shapes differ, or (with ``validate_args``) either
+            holds NaN or Inf or lies outside ``[-0.5, 1.5]``.
 
     Example:
         >>> pred, target = restoration_inputs(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
         >>> pred.shape
         torch.Size([1, 3, 8, 8])
     """
-    check_image_pair(pred, target, validate_args=validate_args)
+    check_image_pair(pred, target, validate_args=False)
+    if validate_args:
+        check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE,
+                     expected="the restoration defaults and calibrated weights assume RGB in [0, 1] "
+                              "(check the data preprocessor's mean and std, e.g. std=[255, 255, 255])")
     return pred, target

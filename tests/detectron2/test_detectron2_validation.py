@@ -51,7 +51,7 @@ def _losses(head, counts=(3, 2), seed=1):
 @pytest.mark.parametrize("value, error", BAD_WEIGHTS, ids=[repr(v) for v, _ in BAD_WEIGHTS])
 def test_lazyconfig_weight_must_be_finite_and_non_negative(kind, value, error):
     # in a LazyConfig (or Python) -1 is no "task default": a negative weight would flip the term
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         _head(HEADS[kind], perceptual=dict(loss_weight=value))
 
 
@@ -64,7 +64,7 @@ def test_yaml_minus_one_is_the_task_default_and_other_negatives_are_errors(kind)
     core = {"gpl": "random_cnn", "patch_mmd": "patch_mmd"}[kind]
     assert head.perceptual_weight == task_defaults("instance_masks", core)["loss_weight"]
     cfg.MODEL.ROI_MASK_HEAD.RANDPERC.LOSS_WEIGHT = -0.5
-    with pytest.raises(ValueError, match=r"`loss_weight` must be >= 0, got -0.5"):
+    with pytest.raises(ValueError, match=r"loss_weight.* must be a finite, non-negative number.*got -0.5"):
         ROI_MASK_HEAD_REGISTRY.get(name)(cfg, SHAPE)
 
 
@@ -77,7 +77,7 @@ def test_reduction_sum_is_honoured_and_none_refused(kind):
     key = _head(HEADS[kind]).loss_key
     torch.testing.assert_close(total[key], mean[key] * 5)  # 5 foreground ROIs
     torch.testing.assert_close(total["loss_mask"], mean["loss_mask"])
-    with pytest.raises(ValueError, match=r"`reduction` of the perceptual term .* must be 'mean' or 'sum'"):
+    with pytest.raises(ValueError, match=r"reduction.* must be 'mean' or 'sum'"):
         _head(HEADS[kind], perceptual=dict(reduction="none"))
 
 
@@ -85,13 +85,13 @@ def test_reduction_sum_is_honoured_and_none_refused(kind):
 def test_loss_name_is_honoured_and_a_clash_refused(kind):
     head = _head(HEADS[kind], perceptual=dict(loss_name="loss_mask_term"))
     assert set(_losses(head)) == {"loss_mask", "loss_mask_term"}
-    with pytest.raises(ValueError, match=r"must differ from the baseline's 'loss_mask'.*got 'loss_mask'"):
+    with pytest.raises(ValueError, match=r"(?s)(?=.*loss_name)(?=.*'loss_mask')(?=.*must differ)"):
         _head(HEADS[kind], perceptual=dict(loss_name="loss_mask"))
-    with pytest.raises(TypeError, match=r"`perceptual` of .* must be a dict .*perceptual=dict\("):
+    with pytest.raises(TypeError, match=r"`perceptual`.* must be a dict .*perceptual=dict\("):
         _head(HEADS[kind], perceptual="loss_weight=0.5")
 
 
 @pytest.mark.parametrize("kind", sorted(HEADS))
 def test_string_booleans_are_refused(kind):
-    with pytest.raises(TypeError, match=r"`redraw` must be a bool"):
+    with pytest.raises(TypeError, match=r"`redraw` must be (a bool|True or False)"):
         _head(HEADS[kind], perceptual=dict(redraw="False"))

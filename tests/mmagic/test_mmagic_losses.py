@@ -147,10 +147,10 @@ def test_out_of_range_images_warn_once_with_the_range(scale, low, high):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss(pred, target)  # checked once: no second warning (and no second host read)
-    with pytest.warns(UserWarning):  # validate_args checks every call
-        checked = adapter.PatchMMDLoss(validate_args=True)
-        checked(pred, target)
-        checked(pred, target)
+    checked = adapter.PatchMMDLoss(validate_args=True)
+    for _ in range(2):  # validate_args checks every call, and refuses (README, "What is checked")
+        with pytest.raises(ValueError, match=r"`pred` holds values in \[.*\], but the restoration defaults"):
+            checked(pred, target)
 
 
 def test_images_in_range_do_not_warn():

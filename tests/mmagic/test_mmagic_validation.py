@@ -30,24 +30,24 @@ def _images(n=2, size=16, seed=0, frames=None):
 @pytest.mark.parametrize("name", TERMS)
 @pytest.mark.parametrize("value, error", BAD_WEIGHTS, ids=[repr(v) for v, _ in BAD_WEIGHTS])
 def test_bad_loss_weight_is_refused_in_both_forms(name, value, error):
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmagic.{name}", loss_weight=value))
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmagic.Add{name}", perceptual=dict(loss_weight=value)))
 
 
 @pytest.mark.parametrize("name", TERMS)
 @pytest.mark.parametrize("key", ["sample_wise", "validate_args"])
 def test_string_booleans_are_refused(name, key):
-    with pytest.raises(TypeError, match=rf"`{key}` must be a bool"):
+    with pytest.raises(TypeError, match=rf"`{key}` must be (a bool|True or False)"):
         MODELS.build(dict(type=f"randperc_plugins.mmagic.{name}", **{key: "False"}))
 
 
 @pytest.mark.parametrize("name", TERMS)
 def test_perceptual_that_is_not_a_dict_and_a_clashing_name_say_what_to_write(name):
-    with pytest.raises(TypeError, match=r"`perceptual` of .* must be a dict .*perceptual=dict\("):
+    with pytest.raises(TypeError, match=r"`perceptual`.* must be a dict .*perceptual=dict\("):
         MODELS.build(dict(type=f"randperc_plugins.mmagic.Add{name}", perceptual="loss_weight=0.1"))
-    with pytest.raises(ValueError, match=r"must differ from the baseline's 'loss_pix'.*got 'loss_pix'"):
+    with pytest.raises(ValueError, match=r"(?s)(?=.*loss_name)(?=.*'loss_pix')(?=.*(own name|must differ))"):
         MODELS.build(dict(type=f"randperc_plugins.mmagic.Add{name}", perceptual=dict(loss_name="loss_pix")))
 
 
@@ -78,10 +78,10 @@ def test_validate_args_refuses_images_outside_0_1_at_every_call(name, scale):
 def test_video_frames_are_folded_into_the_batch(name):
     pred, target = _images(n=2, frames=3)
     loss = getattr(adapter, name)(reduction="none", **SMALL[name])
-    per_frame = loss(pred, target)
-    assert per_frame.shape == (6,)
-    expected = getattr(adapter, name)(reduction="none", **SMALL[name])(pred.flatten(0, 1), target.flatten(0, 1))
-    assert torch.equal(per_frame, expected)
+    per_clip = loss(pred, target)  # each clip's value: the mean over its frames
+    assert per_clip.shape == (2,)
+    frames = getattr(adapter, name)(reduction="none", **SMALL[name])(pred.flatten(0, 1), target.flatten(0, 1))
+    torch.testing.assert_close(per_clip, frames.view(2, 3).mean(1))
     composite = getattr(adapter, f"Add{name}")(perceptual=SMALL[name])
     value = composite(pred, target)
     value.backward()

@@ -28,9 +28,9 @@ def _rois(r=4, k=5, seed=0):
 @pytest.mark.parametrize("name", TERMS)
 @pytest.mark.parametrize("value, error", BAD_WEIGHTS, ids=[repr(v) for v, _ in BAD_WEIGHTS])
 def test_bad_loss_weight_is_refused_in_both_forms(name, value, error):
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmdet.{name}", loss_weight=value))
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmdet.Add{name}", use_mask=True,
                           perceptual=dict(loss_weight=value)))
 
@@ -50,10 +50,10 @@ def test_composite_without_the_baselines_use_mask_says_what_to_write(name):
 @pytest.mark.parametrize("name", TERMS)
 @pytest.mark.parametrize("clash", ["loss_mask", "loss_mask_ce"])
 def test_term_named_like_the_baseline_is_refused(name, clash):
-    with pytest.raises(ValueError, match=rf"must differ from the baseline's .*'{clash}'.*got '{clash}'"):
+    with pytest.raises(ValueError, match=rf"(?s)(?=.*loss_name)(?=.*'{clash}')(?=.*(own name|must differ))"):
         MODELS.build(dict(type=f"randperc_plugins.mmdet.Add{name}", use_mask=True,
                           perceptual=dict(loss_name=clash)))
-    with pytest.raises(TypeError, match=r"`perceptual` of .* must be a dict .*perceptual=dict\("):
+    with pytest.raises(TypeError, match=r"`perceptual`.* must be a dict .*perceptual=dict\("):
         MODELS.build(dict(type=f"randperc_plugins.mmdet.Add{name}", use_mask=True, perceptual="x"))
 
 
@@ -82,5 +82,5 @@ def test_validate_args_must_be_a_bool_or_none(name):
 @pytest.mark.parametrize("name", TERMS)
 def test_uint8_masks_in_0_255_are_refused_with_validate_args(name):
     logits, targets, labels = _rois()
-    with pytest.raises(ValueError, match=r"`mask_targets` holds values in \[0, 255\]"):
+    with pytest.raises(ValueError, match=r"`mask_targets` must be foreground fractions in \[0, 1\].*got values in \[0, 255\]"):
         getattr(rp_mmdet, name)(validate_args=True)(logits, (targets * 255).to(torch.uint8), labels)

@@ -20,23 +20,21 @@ BAD_WEIGHTS = [(-1.0, ValueError), (float("nan"), ValueError), (float("inf"), Va
 @pytest.mark.parametrize("name", TERMS)
 @pytest.mark.parametrize("value, error", BAD_WEIGHTS, ids=[repr(v) for v, _ in BAD_WEIGHTS])
 def test_bad_loss_weight_is_refused_in_both_forms(name, value, error):
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", loss_weight=value))
-    with pytest.raises(error, match=r"`loss_weight` must .*got"):
+    with pytest.raises(error, match=r"loss_weight.*must be a (finite, )?non-negative number.*got"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.Add{name}", perceptual=dict(loss_weight=value)))
 
 
 @pytest.mark.parametrize("name", COMPOSITES)
 def test_perceptual_that_is_not_a_dict_says_what_to_write(name):
-    with pytest.raises(TypeError, match=r"`perceptual` of .* must be a dict .*perceptual=dict\(patch_size=3, "
-                                        r".*got 'patch_size=3' \(str\)"):
+    with pytest.raises(TypeError, match=r"`perceptual`.* must be a dict .*perceptual=dict\(.*got.*'patch_size=3'"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", perceptual="patch_size=3"))
 
 
 @pytest.mark.parametrize("name", COMPOSITES)
 def test_term_named_like_the_baseline_is_refused(name):
-    with pytest.raises(ValueError, match=r"`loss_name` of the perceptual term .* must differ from the "
-                                         r"baseline's 'loss_ce'.*got 'loss_ce'"):
+    with pytest.raises(ValueError, match=r"(?s)(?=.*loss_name)(?=.*'loss_ce')(?=.*(own name|must differ))"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", loss_name="loss_ce",
                           perceptual=dict(loss_name="loss_ce")))
     # another name is fine, and so is the baseline's own name left to it
@@ -48,7 +46,7 @@ def test_term_named_like_the_baseline_is_refused(name):
 @pytest.mark.parametrize("name", TERMS)
 def test_string_booleans_are_refused(name):
     key = "redraw"
-    with pytest.raises(TypeError, match=rf"`{key}` must be a bool \(True or False\), got 'False'"):
+    with pytest.raises(TypeError, match=rf"`{key}` must be (a bool|True or False)"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", **{key: "False"}))
     with pytest.raises(TypeError, match="`validate_args` must be a bool"):
         MODELS.build(dict(type=f"randperc_plugins.mmseg.{name}", validate_args="no"))
