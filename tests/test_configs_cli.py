@@ -221,3 +221,48 @@ def test_copy_to_a_file_or_an_unwritable_folder_is_a_one_line_error(extra_root, 
         assert err.count("\n") == 1 and "Traceback" not in err and str(target.parent) in err
     finally:
         locked.chmod(0o700)
+
+
+def _unwritable_folder(tmp_path):
+    """A folder this process may not write into: a read-only one, or (as root, whom permissions do not
+    stop) one under /sys."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        return locked / "mine"
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("no folder that root cannot write into here")
+    return "/sys/randperc_plugins_test/mine"
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file", "no permission"])
+def test_copy_onto_an_unusable_path_is_a_one_line_error_with_the_path(extra_root, tmp_path, capsys, case):
+    name = "pspnet_r50-d8_patch-mmd_4xb2-80k_cityscapes-512x1024"
+    (tmp_path / "notes.txt").write_text("a file\n")
+    destination = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "sub",
+                   "no permission": None}[case]
+    if destination is None:
+        destination = _unwritable_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        configs_cli.main(["copy", name, str(destination)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    expected = str(tmp_path / "notes.txt") if case != "no permission" else str(destination)
+    assert err.startswith("python -m randperc_plugins.configs copy: error: ") and expected.split("/mine")[0] in err
+    if case != "no permission":
+        assert ("is a file" in err or "Not a directory" in err) and (tmp_path / "notes.txt").read_text() == "a file\n"
+    else:
+        assert "cannot write" in err
+
+
+def test_copy_errors_end_without_a_traceback_from_the_command_line(tmp_path):
+    import subprocess
+
+    (tmp_path / "notes.txt").write_text("a file\n")
+    proc = subprocess.run([sys.executable, "-m", "randperc_plugins.configs", "copy",
+                           "pspnet_r50-d8_gpl_4xb2-80k_cityscapes-512x1024", str(tmp_path / "notes.txt")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert str(tmp_path / "notes.txt") in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -321,3 +321,38 @@ def test_out_onto_a_file_is_a_one_line_error(mmseg_runs, tmp_path):
     with pytest.raises(SystemExit, match=rf"compare: cannot write the report into {below}"):
         compare_main([str(mmseg_runs / "baseline"), str(mmseg_runs / "gpl"), "--out", str(below),
                       "--no-progress"])
+
+
+def _detectron2_run(folder, ap):
+    folder.mkdir(parents=True)
+    lines = [{"iteration": 9, "total_loss": 1.0}, {"iteration": 19, "total_loss": 0.8, "segm/AP": ap}]
+    (folder / "metrics.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(folder)
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file"])
+def test_out_onto_a_file_is_a_one_line_error_with_the_path(tmp_path, capsys, case):
+    base = _detectron2_run(tmp_path / "base" / "seed0", 1.0)
+    ours = _detectron2_run(tmp_path / "ours" / "seed0", 2.0)
+    (tmp_path / "report.md").write_text("keep me\n")
+    out = tmp_path / "report.md" if case == "existing file" else tmp_path / "report.md" / "sub"
+    with pytest.raises(SystemExit) as exit_info:
+        compare_main([os.path.dirname(base), os.path.dirname(ours), "--out", str(out), "--no-progress"])
+    message = str(exit_info.value.code)
+    assert message.startswith("compare: ") and str(tmp_path / "report.md") in message
+    assert len(message.splitlines()) == 1
+    assert (tmp_path / "report.md").read_text() == "keep me\n"
+
+
+def test_out_error_from_the_command_line_has_no_traceback(tmp_path):
+    import subprocess
+
+    base = _detectron2_run(tmp_path / "base" / "seed0", 1.0)
+    ours = _detectron2_run(tmp_path / "ours" / "seed0", 2.0)
+    (tmp_path / "taken").write_text("x\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "compare.py"), os.path.dirname(base),
+                           os.path.dirname(ours), "--out", str(tmp_path / "taken"), "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert str(tmp_path / "taken") in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
