@@ -548,6 +548,9 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         xs, ys = pred.to(dtype), target.to(dtype)
         mx = None if mx is None else mx.to(dtype)
         my = None if my is None else my.to(dtype)
+        if (validate_args and spec.kernel == "gaussian"
+                and spec.sigmas == default_sigmas(spec.patch_size)):
+            _check_unit_range(xs, mx, ys, my)
         if spec.max_size is not None:
             xs, mx = _shrink(xs, mx, spec.max_size)
             ys, my = _shrink(ys, my, spec.max_size)
@@ -628,6 +631,26 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             mmd = (per_term[0] if len(per_term) == 1 else torch.stack(per_term).sum(0)) * lam
             total = mmd if total is None else total + mmd
     return (total, terms) if return_terms else total
+
+
+#: The default bandwidths are meant for values in [0, 1]; beyond this magnitude (0..255 images, say)
+#: every pair of patches is so far apart that every kernel value is 0: a constant loss, no gradient.
+_UNIT_RANGE_LIMIT = 4.0
+
+
+def _check_unit_range(pred: Tensor, pred_mask: Optional[Tensor], target: Tensor,
+                      target_mask: Optional[Tensor]) -> None:
+    """With the default bandwidths, kept values of magnitude above ``_UNIT_RANGE_LIMIT`` are a
+    mistake (one host read for both tensors; pixels of weight <= 0 do not count)."""
+    if pred.numel() == 0 or target.numel() == 0:
+        return
+    magnitudes = [(t.detach().abs() if m is None else t.detach().abs() * (m > 0)).amax()
+                  for t, m in ((pred, pred_mask), (target, target_mask))]
+    seen = max(torch.stack(magnitudes).tolist())
+    if seen > _UNIT_RANGE_LIMIT:
+        raise ValueError(f"`pred` or `target` holds values of magnitude {seen:g}, but the default "
+                         f"`sigmas` are for images in [0, 1] (every kernel value would be 0: a constant "
+                         f"loss with no gradient); scale the images to [0, 1] or pass `sigmas`")
 
 
 def _by_rows(mmd_fn, rows: int, P: Tensor, Q: Tensor, a: Tensor, b: Tensor, *args, **kwargs):

@@ -131,3 +131,17 @@ def test_a_negative_pixel_weight_means_ignored_in_both_losses(loss):
         MODULES[loss]()(x, y, negative)
     torch.testing.assert_close(MODULES[loss](validate_args=False)(x, y, negative),
                                MODULES[loss](validate_args=False)(x, y, zero))
+
+
+def test_patch_mmd_refuses_0_255_images_with_its_default_bandwidths_when_validating():
+    x, y = torch.rand(1, 3, 12, 12) * 255, torch.rand(1, 3, 12, 12) * 255
+    with pytest.raises(ValueError, match=r"values of magnitude 25.*, but the default `sigmas` are for images in \[0, 1\]"):
+        PatchMMDLoss(patch_size=3)(x, y)
+    # the mistake it catches: every 0..255 pair gives the same value with no gradient
+    xg = x.clone().requires_grad_()
+    value = PatchMMDLoss(patch_size=3, validate_args=False)(xg, y)
+    value.backward()
+    assert float(xg.grad.abs().max()) < 1e-20  # kernel values at the exponent floor, exp(-80)
+    # bandwidths of the user's own are the user's choice; [0, 1] images pass
+    PatchMMDLoss(patch_size=3, sigmas=(200.0,))(x, y)
+    PatchMMDLoss(patch_size=3)(x / 255, y / 255)
