@@ -147,10 +147,14 @@ def test_out_of_range_images_warn_once_with_the_range(scale, low, high):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss(pred, target)  # checked once: no second warning (and no second host read)
-    with pytest.warns(UserWarning):  # validate_args checks every call
-        checked = adapter.PatchMMDLoss(validate_args=True)
-        checked(pred, target)
-        checked(pred, target)
+    checked = adapter.PatchMMDLoss(validate_args=True)
+    if scale == 255.0:  # validate_args: the core refuses what its bandwidths cannot compare
+        with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"magnitude 25.*\[0, 1\]"):
+            checked(pred, target)
+    else:
+        with pytest.warns(UserWarning):  # validate_args checks every call
+            checked(pred, target)
+            checked(pred, target)
 
 
 def test_images_in_range_do_not_warn():
