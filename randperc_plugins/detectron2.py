@@ -48,7 +48,7 @@ from .losses._utils import (check_distinct_loss_names, check_loss_name_has_loss,
                             check_perceptual, check_reduction, check_validate_args)
 from .losses.patch_mmd import PatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss
-from .losses.tasks import instance_mask_inputs, task_defaults
+from .losses.tasks import instance_mask_inputs, per_roi_in_buckets, task_defaults
 
 __all__ = ["MaskRCNNConvUpsampleHeadWithGPL", "MaskRCNNConvUpsampleHeadWithPatchMMD",
            "add_randperc_config", "roi_mask_targets"]
@@ -199,7 +199,7 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         # move the random weights (non-persistent buffers) once, to wherever the head runs
         if any(b.device != mask_logits.device for b in loss_fn.buffers()):
             loss_fn.to(mask_logits.device)
-        per_roi = loss_fn(probability, target)
+        per_roi = per_roi_in_buckets(loss_fn, probability, target)
         # the mean over the ROIs, as a sum over a Python count: zero ROIs give 0 with a gradient, not
         # the NaN of an empty mean, and reading the count needs no host synchronisation
         if self.perceptual_reduction == "sum":

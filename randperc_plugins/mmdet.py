@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from .losses._utils import check_distinct_loss_names, check_loss_weight, check_reduction, check_validate_args
 from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
 from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .losses.tasks import instance_mask_inputs, task_defaults
+from .losses.tasks import instance_mask_inputs, per_roi_in_buckets, task_defaults
 from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
@@ -113,7 +113,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
             per_roi = probability.sum((1, 2, 3)) * 0
             zero = mask_logits.sum() * 0
             return zero.to(probability.dtype) if reduction != "none" else per_roi
-        per_roi = self.core(probability, target)
+        per_roi = per_roi_in_buckets(self.core, probability, target)
         if weight is not None:
             per_roi = per_roi * weight.to(per_roi.dtype)
         if reduction == "none":

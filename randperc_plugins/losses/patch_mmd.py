@@ -35,10 +35,10 @@ from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_ove
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
 from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_bool, check_choice, check_image,
-                     check_loss_weight, check_max_size, check_numbers, check_positive_int,
-                     check_reduction, check_seed, check_validate_args, check_values, compute_dtype,
-                     no_autocast, reduce_per_sample, seeded_generator)
+from ._utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
+                     check_max_size, check_numbers, check_positive_int, check_reduction, check_seed,
+                     check_validate_args, compute_dtype, no_autocast, reduce_per_sample,
+                     seeded_generator)
 
 __all__ = ["patch_mmd", "patch_mmd_loss", "PatchMMDLoss", "PatchMMDSpec", "extract_patches",
            "default_sigmas", "DEFAULT_SIGMA_FACTORS", "AUTO_EXACT_RATIO",
@@ -225,25 +225,6 @@ def _split_settings(settings: dict) -> Tuple[PatchMMDSpec, dict]:
     """``(spec, rest)``: the keyword arguments that are :class:`PatchMMDSpec` fields, and the others."""
     spec = PatchMMDSpec(**{k: v for k, v in settings.items() if k in _SPEC_FIELDS})
     return spec, {k: v for k, v in settings.items() if k not in _SPEC_FIELDS}
-
-
-def _check_input_values(pred: Tensor, target: Tensor, weight: Optional[Tensor],
-                        target_weight: Optional[Tensor], spec: PatchMMDSpec) -> None:
-    """``validate_args``: both inputs finite and, with the default Gaussian bandwidths (made for
-    ``[0, 1]``), inside :data:`UNIT_RANGE_TOLERANCE`: on images in ``[0, 255]`` every kernel value
-    between two different patches is 0, and the loss is the same constant, with a zero gradient, for
-    any pair of images. One host read for both; the range only of pixels with a positive weight."""
-    default = spec.kernel == "gaussian" and spec.sigmas == default_sigmas(spec.patch_size)
-    masks = None
-    if default and (weight is not None or target_weight is not None):
-        target_weight = weight if target_weight is None else target_weight
-        masks = {"pred": as_weight_mask(weight, pred, "weight", validate_args=False),
-                 "target": as_weight_mask(target_weight, target, "target_weight",
-                                          validate_args=False)}
-    check_values({"pred": pred, "target": target}, UNIT_RANGE_TOLERANCE if default else None,
-                 expected=f"the default `sigmas` {spec.sigmas} are made for images (or probabilities) "
-                          f"in [0, 1]: scale the inputs to [0, 1] (e.g. divide 8-bit images by 255) "
-                          f"or give `sigmas` for their range", masks=masks)
 
 
 def _empty_batch(pred: Tensor, target: Tensor, spec: PatchMMDSpec, return_terms: bool):
@@ -468,7 +449,7 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
             split at no extra cost). With ``kernel='random_cnn'``, one term per level, key
             ``(level, 'random_cnn')``.
         validate_args: check the inputs' values (NaN, Inf, negative weights and, with the default
-            Gaussian bandwidths, values outside ``[-0.5, 1.5]``: those bandwidths are made for
+            Gaussian bandwidths, kept values of magnitude above 4: those bandwidths are made for
             ``[0, 1]``), which reads them on the host; pass ``False`` on a training path (shapes and
             settings are always checked; README, "What is checked, and when"). Without it a negative
             or NaN weight counts as 0 (the pixel is ignored).
@@ -564,11 +545,9 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                target_weight: Optional[Tensor], spec: PatchMMDSpec, seed: int,
                draw: Optional[torch.Generator], return_terms: bool, validate_args: bool):
     """:func:`patch_mmd` with checked settings; ``draw`` is the generator of redrawn features."""
-    check_image(pred, "pred", finite=False)
-    check_image(target, "target", finite=False)
+    check_image(pred, "pred", finite=validate_args)
+    check_image(target, "target", finite=validate_args)
     _check_sizes(pred, target, spec)
-    if validate_args:
-        _check_input_values(pred, target, weight, target_weight, spec)
     if pred.shape[0] == 0:
         return _empty_batch(pred, target, spec, return_terms)
     if draw is not None and not isinstance(draw, torch.Generator):
@@ -585,6 +564,9 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         xs, ys = pred.to(dtype), target.to(dtype)
         mx = None if mx is None else mx.to(dtype)
         my = None if my is None else my.to(dtype)
+        if (validate_args and spec.kernel == "gaussian"
+                and spec.sigmas == default_sigmas(spec.patch_size)):
+            _check_unit_range(xs, mx, ys, my)
         if spec.max_size is not None:
             xs, mx = _shrink(xs, mx, spec.max_size)
             ys, my = _shrink(ys, my, spec.max_size)
@@ -665,6 +647,26 @@ def _patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             mmd = (per_term[0] if len(per_term) == 1 else torch.stack(per_term).sum(0)) * lam
             total = mmd if total is None else total + mmd
     return (total, terms) if return_terms else total
+
+
+#: The default bandwidths are meant for values in [0, 1]; beyond this magnitude (0..255 images, say)
+#: every pair of patches is so far apart that every kernel value is 0: a constant loss, no gradient.
+_UNIT_RANGE_LIMIT = 4.0
+
+
+def _check_unit_range(pred: Tensor, pred_mask: Optional[Tensor], target: Tensor,
+                      target_mask: Optional[Tensor]) -> None:
+    """With the default bandwidths, kept values of magnitude above ``_UNIT_RANGE_LIMIT`` are a
+    mistake (one host read for both tensors; pixels of weight <= 0 do not count)."""
+    if pred.numel() == 0 or target.numel() == 0:
+        return
+    magnitudes = [(t.detach().abs() if m is None else t.detach().abs() * (m > 0)).amax()
+                  for t, m in ((pred, pred_mask), (target, target_mask))]
+    seen = max(torch.stack(magnitudes).tolist())
+    if seen > _UNIT_RANGE_LIMIT:
+        raise ValueError(f"`pred` or `target` holds values of magnitude {seen:g}, but the default "
+                         f"`sigmas` are for images in [0, 1] (every kernel value would be 0: a constant "
+                         f"loss with no gradient); scale the images to [0, 1] or pass `sigmas`")
 
 
 def _by_rows(mmd_fn, rows: int, P: Tensor, Q: Tensor, a: Tensor, b: Tensor, *args, **kwargs):

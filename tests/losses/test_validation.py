@@ -131,3 +131,40 @@ def test_a_negative_pixel_weight_means_ignored_in_both_losses(loss):
         MODULES[loss]()(x, y, negative)
     torch.testing.assert_close(MODULES[loss](validate_args=False)(x, y, negative),
                                MODULES[loss](validate_args=False)(x, y, zero))
+
+
+def test_patch_mmd_refuses_0_255_images_with_its_default_bandwidths_when_validating():
+    x, y = torch.rand(1, 3, 12, 12) * 255, torch.rand(1, 3, 12, 12) * 255
+    with pytest.raises(ValueError, match=r"values of magnitude 25.*, but the default `sigmas` are for images in \[0, 1\]"):
+        PatchMMDLoss(patch_size=3)(x, y)
+    # the mistake it catches: every 0..255 pair gives the same value with no gradient
+    xg = x.clone().requires_grad_()
+    value = PatchMMDLoss(patch_size=3, validate_args=False)(xg, y)
+    value.backward()
+    assert float(xg.grad.abs().max()) < 1e-20  # kernel values at the exponent floor, exp(-80)
+    # bandwidths of the user's own are the user's choice; [0, 1] images pass
+    PatchMMDLoss(patch_size=3, sigmas=(200.0,))(x, y)
+    PatchMMDLoss(patch_size=3)(x / 255, y / 255)
+
+
+@pytest.mark.parametrize("loss", ["random_cnn", "patch_mmd"])
+@pytest.mark.parametrize("rois", [0, 1, 5, 8])
+def test_roi_buckets_leave_each_rois_value_and_gradient_unchanged(loss, rois):
+    cls = RandomCNNPerceptualLoss if loss == "random_cnn" else PatchMMDLoss
+    core = cls(**{**tasks.task_defaults("instance_masks", loss), "reduction": "none"})
+    g = torch.Generator().manual_seed(rois)
+    logits = torch.randn(rois, 3, 28, 28, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = (torch.rand(rois, 28, 28, generator=g) > 0.5).double()
+    labels = torch.randint(0, 3, (rois,), generator=g)
+    prob, target = tasks.instance_mask_inputs(logits, targets, labels)
+    expected = core(prob, target)
+    (g_expected,) = (torch.autograd.grad(expected.sum(), logits, retain_graph=True) if rois
+                     else (torch.zeros(0),))
+    seen = []
+    got = tasks.per_roi_in_buckets(lambda p, t: seen.append(p.shape[0]) or core(p, t), prob, target,
+                                   bucket=8)
+    assert seen == [8 if rois else 0] and got.shape == (rois,)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
+    if rois:
+        (g_got,) = torch.autograd.grad(got.sum(), logits)
+        torch.testing.assert_close(g_got, g_expected, rtol=1e-12, atol=1e-15)
