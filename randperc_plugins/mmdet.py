@@ -191,6 +191,14 @@ class _AddToMaskLoss(nn.Module):
             raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
                             f"got {type(base_type).__name__}")
         self.base_loss_name = check_loss_name(base_loss_name)
+        if base_type.split(".")[-1] == "CrossEntropyLoss" and not base_kwargs.get("use_mask"):
+            # the baseline's keys are gone (`_delete_=True`): cross-entropy on class indices would
+            # fail deep inside with "expected scalar type Long but found Float"
+            raise ValueError(f"the baseline mask loss needs `use_mask=True` (FCNMaskHead's "
+                             f"loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0)); "
+                             f"write loss_mask=dict(type='{type(self).__module__}.{type(self).__name__}', "
+                             f"use_mask=True, loss_weight=1.0), or merge into the baseline's loss_mask "
+                             f"without `_delete_`")
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
                                                 self.base_loss_name, "loss_mask")
