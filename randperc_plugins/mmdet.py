@@ -191,23 +191,20 @@ class _AddToMaskLoss(nn.Module):
             raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
                             f"got {type(base_type).__name__}")
         self.base_loss_name = check_loss_name(base_loss_name)
+        if base_type.split(".")[-1] == "CrossEntropyLoss" and not base_kwargs.get("use_mask"):
+            # the baseline's keys are gone (`_delete_=True`): cross-entropy on class indices would
+            # fail deep inside with "expected scalar type Long but found Float"
+            raise ValueError(f"the baseline mask loss needs `use_mask=True` (FCNMaskHead's "
+                             f"loss_mask=dict(type='CrossEntropyLoss', use_mask=True, loss_weight=1.0)); "
+                             f"write loss_mask=dict(type='{type(self).__module__}.{type(self).__name__}', "
+                             f"use_mask=True, loss_weight=1.0), or merge into the baseline's loss_mask "
+                             f"without `_delete_`")
         self.base = MODELS.build(dict(type=base_type, **base_kwargs))
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
                                                 self.base_loss_name, "loss_mask")
         # mmdet logs the sum of both parts as `loss_mask`: the term may not take that name either
         check_distinct_loss_names(self.perceptual.loss_name, ("loss_mask", self.base_loss_name),
                                   type(self).__name__)
-        if base_type in ("CrossEntropyLoss", "mmdet.CrossEntropyLoss") \
-                and not base_kwargs.get("use_mask") and not base_kwargs.get("use_sigmoid"):
-            # what a config written with `_delete_=True` loses (checked after the settings, so that
-            # their mistakes come first): mmdet's softmax cross-entropy would then fail deep inside
-            # ("expected scalar type Long but found Float") on the mask targets
-            raise ValueError(
-                f"{type(self).__name__} builds the baseline mask loss {base_type} without "
-                f"`use_mask=True` (the key Mask R-CNN's `loss_mask` has; a `_delete_=True` drops it): "
-                f"the mask head's binary targets need it; write loss_mask=dict(type="
-                f"'randperc_plugins.mmdet.{type(self).__name__}', use_mask=True, loss_weight=1.0), "
-                f"or leave out `_delete_=True` so that the baseline's keys are merged in")
 
     def forward(self, mask_logits: Tensor, mask_targets: Tensor, labels: Tensor, *args, **kwargs) -> Tensor:
         base = self.base(mask_logits, mask_targets, labels, *args, **kwargs)

@@ -163,8 +163,12 @@ def test_avg_factor_zero_gives_a_finite_value(name):
 def test_composite_mistakes_say_what_to_write(name):
     cls = getattr(rp_mmdet, name)
     with pytest.raises(TypeError, match=r"`perceptual` must be a dict.*loss_mask=dict"):
-        cls(perceptual=[("loss_weight", 0.1)])
+        cls(perceptual=[("loss_weight", 0.1)], use_mask=True)
     with pytest.raises(ValueError, match=r"'loss_mask_ce' is the baseline loss's own name"):
-        cls(perceptual=dict(loss_name="loss_mask_ce"))
+        cls(perceptual=dict(loss_name="loss_mask_ce"), use_mask=True)
     with pytest.raises(ValueError, match=r"`loss_weight`.*non-negative"):
-        cls(perceptual=dict(loss_weight=float("nan")))
+        cls(perceptual=dict(loss_weight=float("nan")), use_mask=True)
+    # the baseline's keys dropped by `_delete_=True`: say what to write
+    with pytest.raises(ValueError, match=rf"needs `use_mask=True`.*loss_mask=dict\(type='randperc_plugins.mmdet.{name}', use_mask=True"):
+        cls()
+    cls(use_mask=True, loss_weight=1.0)

@@ -39,7 +39,7 @@ def test_bad_loss_weight_is_refused_in_both_forms(name, value, error):
 def test_composite_without_the_baselines_use_mask_says_what_to_write(name):
     # what `loss_mask=dict(_delete_=True, type=...)` builds: mmdet's softmax cross-entropy on binary
     # mask targets would fail deep inside ("expected scalar type Long but found Float")
-    with pytest.raises(ValueError, match=rf"without `use_mask=True`.*write loss_mask=dict\(type="
+    with pytest.raises(ValueError, match=rf"needs `use_mask=True`.*write loss_mask=dict\(type="
                                          rf"'randperc_plugins.mmdet.Add{name}', use_mask=True, "
                                          rf"loss_weight=1.0\)"):
         MODELS.build(dict(type=f"randperc_plugins.mmdet.Add{name}"))
