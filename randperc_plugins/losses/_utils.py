@@ -27,11 +27,12 @@ def no_autocast(device: torch.device):
 
 
 def host_to_device(t: Tensor, device: torch.device) -> Tensor:
-    """``t`` (made on the CPU) on ``device``; to a GPU through pinned memory and without blocking the
+    """``t`` on ``device``; from the CPU to a GPU through pinned memory and without blocking the
     host (a copy from pageable memory waits for the stream; the caching host allocator keeps the
-    pinned buffer until the copy is done)."""
+    pinned buffer until the copy is done). A tensor already off the CPU is moved as ``t.to`` does
+    (a no-op where it already is)."""
     device = torch.device(device)
-    if device.type != "cuda":
+    if device.type != "cuda" or t.device.type != "cpu":
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
 

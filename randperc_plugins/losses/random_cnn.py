@@ -680,8 +680,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
     with no_autocast(device):
         # weights redrawn on the CPU reach a GPU without blocking the host
-        ws = [host_to_device(wt, device).to(dtype) if wt.device != device else wt.to(dtype)
-              for wt in weights]
+        ws = [host_to_device(wt, device).to(dtype) for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
@@ -699,7 +698,7 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             feats_y = random_cnn_features(y, ws, spec)
 
         if gains is not None:
-            gains = (host_to_device(gains, device) if gains.device != device else gains).to(dtype)
+            gains = host_to_device(gains, device).to(dtype)
         total = x.new_zeros(n)
         terms = OrderedDict()
         for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
