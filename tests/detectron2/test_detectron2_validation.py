@@ -8,37 +8,16 @@ pytestmark = pytest.mark.detectron2
 
 pytest.importorskip("detectron2")
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY  # noqa: E402
-from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+# the mask-head tests' heads, shapes and random instances (tests/detectron2 is on the path)
+from test_detectron2_mask_head import HEADS, SHAPE, _head, _instances  # noqa: E402
 
-from randperc_plugins.detectron2 import (MaskRCNNConvUpsampleHeadWithGPL,  # noqa: E402
-                                         MaskRCNNConvUpsampleHeadWithPatchMMD, add_randperc_config)
+from randperc_plugins.detectron2 import add_randperc_config  # noqa: E402
 from randperc_plugins.losses.tasks import task_defaults  # noqa: E402
 
-HEADS = {"gpl": MaskRCNNConvUpsampleHeadWithGPL, "patch_mmd": MaskRCNNConvUpsampleHeadWithPatchMMD}
-SHAPE = ShapeSpec(channels=8, width=14, height=14)
 BAD_WEIGHTS = [(-1.0, ValueError), (-0.5, ValueError), (float("nan"), ValueError),
                (float("inf"), ValueError), ("0.5", TypeError)]
-
-
-def _head(cls, **kwargs):
-    return cls(SHAPE, num_classes=3, conv_dims=[8, 8], **kwargs)
-
-
-def _instances(counts, seed=0, size=32):
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for n in counts:
-        inst = Instances((size, size))
-        xy0 = torch.randint(0, size // 2, (n, 2), generator=gen).float()
-        wh = torch.randint(6, size // 2, (n, 2), generator=gen).float()
-        inst.proposal_boxes = Boxes(torch.cat([xy0, xy0 + wh], dim=1))
-        inst.gt_classes = torch.randint(0, 3, (n,), generator=gen)
-        inst.gt_masks = BitMasks(torch.rand(n, size, size, generator=gen) > 0.5)
-        out.append(inst)
-    return out
 
 
 def _losses(head, counts=(3, 2), seed=1):
