@@ -37,17 +37,17 @@ PRESETS = {
                                               log_interval=5)),
     "cpu": dict(
         parallel=2,
-        super_resolution=super_resolution.SRSettings(seeds=3, iters=1500, val_interval=250, gt_patch=32, lr=2e-3,
-                                                     lr_halvings=(0.5, 0.75), arms=("l1", "l1+gpl"),
-                                                     log_interval=50),
+        super_resolution=super_resolution.SRSettings(seeds=3, iters=1500, val_interval=250, gt_patch=32,
+                                                     lr=2e-3, lr_halvings=(0.5, 0.75),
+                                                     arms=("l1", "l1+gpl"), log_interval=50),
         segmentation=segmentation.SegSettings(seeds=3, iters=400, val_interval=100, num_train=64,
                                               num_val=16, lr=0.1, arms=("ce", "ce+gpl"), log_interval=50)),
     "gpu": dict(
-        parallel=4,
-        super_resolution=super_resolution.SRSettings(seeds=6, iters=5000, val_interval=500, width=32,
+        parallel=6,
+        super_resolution=super_resolution.SRSettings(seeds=6, iters=3000, val_interval=500, width=32,
                                                      blocks=8, gt_patch=96, batch_size=16,
                                                      lr_halvings=(0.5, 0.75), log_interval=100),
-        segmentation=segmentation.SegSettings(seeds=6, iters=2000, val_interval=250, num_train=256,
+        segmentation=segmentation.SegSettings(seeds=6, iters=1500, val_interval=250, num_train=256,
                                               num_val=64, size=128, lr=0.1, batch_size=8,
                                               log_interval=50)),
 }

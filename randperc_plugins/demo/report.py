@@ -109,7 +109,7 @@ def regime_lines(results: dict) -> List[str]:
                 lines.append(f"Segmentation: the baseline `{base}` did NOT learn the thin class '{cls}' in "
                              f"{zero} of {len(values)} seeds (final IoU per seed: {shown})"
                              + (f"; {', '.join(f'`{a}`' for a in others)} did in some seeds." if others
-                                else "; no arm did, so its comparison below is between untrained outputs."))
+                                else "; no arm did: there is nothing to compare on that class."))
     sr = results["tasks"].get("super_resolution")
     if sr:
         base, ref = sr["baseline"], sr["reference"]
@@ -204,5 +204,5 @@ def render_summary(results: dict, pictures: Optional[Dict[str, str]] = None) -> 
                     "(seed 0; titles: line IoU on the scene)" if task == "segmentation" else
                     "the crops of the validation image where the arms' outputs differ most (seed 0; "
                     "titles: PSNR on the crop)")
-            lines += ["", f"![{what}]({pictures[task]})", "", f"Above: {what}."]
+            lines += ["", f"![{task} samples]({pictures[task]})", "", f"Above: {what}."]
     return "\n".join(lines) + "\n"
