@@ -169,8 +169,8 @@ def cpu_time_line(run: dict) -> str:
     dedicated = training / max(1, min(run["parallel"], run["cpus"] or 1)) + cpu.get("comparison", 0.0)
     return (f"CPU time: super-resolution runs {cpu.get('super_resolution', 0.0):.0f} s, segmentation runs "
             f"{cpu.get('segmentation', 0.0):.0f} s, data and comparison {cpu.get('comparison', 0.0):.0f} s: "
-            f"about {dedicated / 60:.1f} min on {max(1, min(run['parallel'], run['cpus'] or 1))} dedicated "
-            f"cores at {run['parallel']} runs at a time.")
+            f"at least {dedicated / 60:.1f} min on {max(1, min(run['parallel'], run['cpus'] or 1))} dedicated "
+            f"cores at {run['parallel']} runs at a time (the training CPU time shared evenly).")
 
 
 def render_summary(results: dict, pictures: Optional[Dict[str, str]] = None) -> str:

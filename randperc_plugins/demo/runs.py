@@ -66,6 +66,14 @@ def training_env(device: Optional[str] = None) -> Dict[str, str]:
     return env
 
 
+def costly_first(jobs: List[TrainJob], work_dirs: Mapping[str, List[str]]) -> List[TrainJob]:
+    """``jobs`` with the baseline's runs (the first arm of ``work_dirs``) last, each group in its order: the
+    arms with a loss term cost several times the baseline per iteration, so started first they leave the
+    cheap baseline runs to fill the other processes' time instead of one costly run finishing alone."""
+    baseline = set(next(iter(work_dirs.values()), []))
+    return [j for j in jobs if j.work_dir not in baseline] + [j for j in jobs if j.work_dir in baseline]
+
+
 def _run(job: TrainJob, device: Optional[str] = None) -> Tuple[float, float]:
     """Train ``job``; return its wall time and the CPU time of its process (user + system: what the run
     costs a dedicated core, whatever else the machine runs), both in seconds, also written to

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
-from .runs import TrainJob, seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, costly_first, seeded_jobs, train_all, write_arm_configs
 
 # A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
 # root, iterations and seed come from --cfg-options.
@@ -139,7 +139,7 @@ def run(work_root: str, settings: SegSettings, parallel: int,
     """Write the data and configs, train every arm and seed (on ``device``: see ``runs.training_env``);
     return the work dirs per arm and ``runs.train_all``'s times (wall, summed CPU)."""
     jobs, work_dirs = prepare(work_root, settings)
-    times = train_all(jobs, parallel, desc="segmentation runs", device=device)
+    times = train_all(costly_first(jobs, work_dirs), parallel, desc="segmentation runs", device=device)
     return work_dirs, times
 
 

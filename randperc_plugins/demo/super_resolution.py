@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.sr_photos import make_sr_dataset, skimage_photos
-from .runs import TrainJob, seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, costly_first, seeded_jobs, train_all, write_arm_configs
 
 # mmagic's own EDSR x2 config, made small; its data roots, iterations and seed come from --cfg-options.
 MODEL_CONFIG = """\
@@ -109,7 +109,7 @@ def run(work_root: str, settings: SRSettings, parallel: int,
     """Write the data and configs, train every arm and seed (on ``device``: see ``runs.training_env``);
     return the work dirs per arm and ``runs.train_all``'s times (wall, summed CPU)."""
     jobs, work_dirs = prepare(work_root, settings)
-    times = train_all(jobs, parallel, desc="super-resolution runs", device=device)
+    times = train_all(costly_first(jobs, work_dirs), parallel, desc="super-resolution runs", device=device)
     return work_dirs, times
 
 

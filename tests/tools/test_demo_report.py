@@ -27,7 +27,8 @@ def test_summary_leads_with_the_regime_checks_then_the_answer_per_task():
     lines = text.splitlines()
     assert lines[0].startswith("Preset `cpu` on Some CPU (cpu), 3 seeds per arm: `python tools/demo.py`")
     assert lines[2] == ("CPU time: super-resolution runs 500 s, segmentation runs 400 s, data and comparison "
-                        "30 s: about 8.0 min on 2 dedicated cores at 2 runs at a time.")
+                        "30 s: at least 8.0 min on 2 dedicated cores at 2 runs at a time (the training CPU "
+                        "time shared evenly).")
     regime = [line for line in lines[:8] if line.startswith("- ")]
     assert "learned the thin class 'line' in every seed (final IoU per seed: 9.50, 11.00, 10.20)" in regime[0]
     assert "did NOT learn the thin class 'blob' in 3 of 3 seeds" in regime[1]
@@ -147,3 +148,12 @@ def test_segmentation_scenes_are_chosen_by_disagreement_on_thin_classes():
     truth_void = truth.copy()
     truth_void[2, :4] = 255
     assert thin_disagreement([truth.copy(), missed], truth_void) == 0
+
+
+def test_costly_arms_start_first_and_keep_their_order():
+    from randperc_plugins.demo.runs import TrainJob, costly_first
+
+    work_dirs = {"ce": ["ce/seed0", "ce/seed1"], "ce+gpl": ["ce+gpl/seed0", "ce+gpl/seed1"]}
+    jobs = [TrainJob("c", d, []) for d in ("ce/seed0", "ce+gpl/seed0", "ce/seed1", "ce+gpl/seed1")]
+    assert [j.work_dir for j in costly_first(jobs, work_dirs)] == [
+        "ce+gpl/seed0", "ce+gpl/seed1", "ce/seed0", "ce/seed1"]
