@@ -106,10 +106,14 @@ def regime_lines(results: dict) -> List[str]:
             else:
                 zero = sum(v <= 0 for v in values)
                 others = [a for a in seg["arms"] if a != base and any(v > 0 for v in seg["arms"][a][f"IoU.{cls}"])]
+                if others:
+                    tail = f"; {', '.join(f'`{a}`' for a in others)} did in some seeds."
+                elif zero < len(values):
+                    tail = "; no other arm did in any seed."
+                else:
+                    tail = "; no arm did: there is nothing to compare on that class."
                 lines.append(f"Segmentation: the baseline `{base}` did NOT learn the thin class '{cls}' in "
-                             f"{zero} of {len(values)} seeds (final IoU per seed: {shown})"
-                             + (f"; {', '.join(f'`{a}`' for a in others)} did in some seeds." if others
-                                else "; no arm did: there is nothing to compare on that class."))
+                             f"{zero} of {len(values)} seeds (final IoU per seed: {shown}){tail}")
     sr = results["tasks"].get("super_resolution")
     if sr:
         base, ref = sr["baseline"], sr["reference"]

@@ -56,6 +56,14 @@ def test_summary_says_when_the_baselines_did_not_reach_the_regime_with_the_gap()
     assert text.splitlines().index(first) == 4 and first.startswith("- Segmentation:") and "NOT" in first
 
 
+def test_a_thin_class_only_some_baseline_seeds_learned_is_not_called_unlearned_by_every_arm():
+    results = results_record()
+    results["tasks"]["segmentation"]["arms"]["ce"]["IoU.blob"] = [0.0, 0.0, 1.9]
+    text = report.render_summary(results)
+    assert ("did NOT learn the thin class 'blob' in 2 of 3 seeds (final IoU per seed: 0.00, 0.00, 1.90); no "
+            "other arm did in any seed.") in text
+
+
 def test_a_worse_arm_is_named_and_two_seeds_give_the_bootstrap_method():
     results = results_record(gpl_line=(1.0, 1.5, 1.2))
     rows = [r for r in report.comparisons("segmentation", results["tasks"]["segmentation"])
