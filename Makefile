@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # pytest's exit code 5 means "no tests collected": not a failure for this project.
 run-pytest = $(1) -m pytest $(2) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
 
-.PHONY: env env-core demo test test-core test-slow test-all bench clean-env
+.PHONY: env env-core demo demo-readme test test-core test-slow test-all bench clean-env
 
 env: $(STAMP)
 
@@ -34,6 +34,11 @@ $(CORE_STAMP): constraints.txt setup.cfg pyproject.toml
 
 demo: env
 	$(PY) tools/demo.py
+
+# After `make demo`: record its run (docs/demo_results.json, the pictures) and rewrite the README's
+# demo results from it.
+demo-readme: env
+	$(PY) tools/demo_readme.py demo_report
 
 test: env
 	$(call run-pytest,$(PY),$(PYTEST_ARGS))

@@ -1,6 +1,7 @@
 """Offline demo: baseline against each loss through the frameworks' own runners, compared and reported.
 
-    python tools/demo.py [--quick | --long] [--out demo_report] [--seeds N] [--iters N] [--parallel 2]
+    python tools/demo.py [--preset cpu|gpu|quick | --quick] [--device auto|cpu|cuda] [--out demo_report]
+                         [--seeds N] [--iters N] [--parallel N]
 """
 import warnings
 

@@ -1,13 +1,14 @@
 """Train several configs through ``tools/train.py`` (each framework's own runner), a few processes at a time."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -51,33 +52,62 @@ def seeded_jobs(work_root: str, configs: Mapping[str, str], seeds: int,
     return jobs, work_dirs
 
 
-def _run(job: TrainJob) -> float:
-    os.makedirs(job.work_dir, exist_ok=True)
-    log_path = os.path.join(job.work_dir, "train_stdout.txt")
+def training_env(device: Optional[str] = None) -> Dict[str, str]:
+    """The environment of a training process: one CPU thread (runs go in parallel, one per core), this
+    checkout first on the path; ``device='cpu'`` hides every GPU from the runner (mmengine otherwise
+    trains on a GPU when it finds one), ``'cuda'`` or None leaves the runner's choice."""
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"`device` must be 'cpu', 'cuda' or None, got {device!r}")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
                PYTHONWARNINGS="ignore")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def costly_first(jobs: List[TrainJob], work_dirs: Mapping[str, List[str]]) -> List[TrainJob]:
+    """``jobs`` with the baseline's runs (the first arm of ``work_dirs``) last, each group in its order: the
+    arms with a loss term cost several times the baseline per iteration, so started first they leave the
+    cheap baseline runs to fill the other processes' time instead of one costly run finishing alone."""
+    baseline = set(next(iter(work_dirs.values()), []))
+    return [j for j in jobs if j.work_dir not in baseline] + [j for j in jobs if j.work_dir in baseline]
+
+
+def _run(job: TrainJob, device: Optional[str] = None) -> Tuple[float, float]:
+    """Train ``job``; return its wall time and the CPU time of its process (user + system: what the run
+    costs a dedicated core, whatever else the machine runs), both in seconds, also written to
+    ``work_dir/times.json``."""
+    os.makedirs(job.work_dir, exist_ok=True)
+    log_path = os.path.join(job.work_dir, "train_stdout.txt")
+    env = training_env(device)
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, TRAIN_SCRIPT, job.config, "--work-dir", job.work_dir,
-                               "--cfg-options", *job.options], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, TRAIN_SCRIPT, job.config, "--work-dir", job.work_dir,
+                                 "--cfg-options", *job.options], env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall, cpu = time.perf_counter() - start, usage.ru_utime + usage.ru_stime
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = f.read()[-3000:]
         raise RuntimeError(f"training {job.config} into {job.work_dir} failed (exit {proc.returncode}); "
                            f"its output is in {log_path}:\n{tail}")
-    return time.perf_counter() - start
+    with open(os.path.join(job.work_dir, "times.json"), "w") as f:
+        json.dump(dict(wall_s=round(wall, 2), cpu_s=round(cpu, 2)), f)
+    return wall, cpu
 
 
-def train_all(jobs: List[TrainJob], parallel: int, desc: str) -> float:
-    """Run every job (``parallel`` at a time, one thread each), with a progress bar; return the wall time."""
+def train_all(jobs: List[TrainJob], parallel: int, desc: str, device: Optional[str] = None) -> Dict[str, float]:
+    """Run every job (``parallel`` at a time, one thread each; ``device`` as :func:`training_env`), with a
+    progress bar; return the wall time (``wall_s``) and the runs' summed CPU time (``cpu_s``)."""
     if not os.path.isfile(TRAIN_SCRIPT):
         raise FileNotFoundError(f"{TRAIN_SCRIPT} not found: the demo runs from a checkout of the repository")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), 0.0
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool, \
             tqdm(total=len(jobs), desc=desc, unit="run") as bar:
-        futures = [pool.submit(_run, job) for job in jobs]
+        futures = [pool.submit(_run, job, device) for job in jobs]
         for future in as_completed(futures):
-            future.result()
+            cpu += future.result()[1]
             bar.update(1)
-    return time.perf_counter() - start
+    return dict(wall_s=time.perf_counter() - start, cpu_s=cpu)

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
-from .runs import TrainJob, seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, costly_first, seeded_jobs, train_all, write_arm_configs
 
 # A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
 # root, iterations and seed come from --cfg-options.
@@ -86,35 +86,61 @@ class SegSettings:
     num_val: int
     size: int = 64
     log_interval: int = 10
+    lr: float = 0.05  # SGD's learning rate (momentum 0.9, polynomial decay to 1e-4 over `iters`)
+    batch_size: int = 4
+    crop: Optional[int] = None  # train on random crops of this side (None: whole scenes); validate on whole
+    arms: Optional[Tuple[str, ...]] = None  # names in ARMS, the baseline first (None: every arm)
 
 
-def write_configs(root: str, size: int, arms: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Write the baseline config and one config per arm (baseline + its line; default ``ARMS``) into
-    ``root``."""
-    return write_arm_configs(root, "fcn_thin_scenes", MODEL_CONFIG.format(
-        size=size, num_classes=len(THIN_SCENE_CLASSES), classes=THIN_SCENE_CLASSES,
-        palette=[list(c) for c in THIN_SCENE_PALETTE]), ARMS if arms is None else arms)
+def write_configs(root: str, size: int, arms: Optional[Dict[str, str]] = None,
+                  crop: Optional[int] = None) -> Dict[str, str]:
+    """Write the baseline config (training on random ``crop`` x ``crop`` crops when given) and one config
+    per arm (baseline + its line; default ``ARMS``) into ``root``."""
+    text = MODEL_CONFIG.format(size=size if crop is None else crop, num_classes=len(THIN_SCENE_CLASSES),
+                               classes=THIN_SCENE_CLASSES, palette=[list(c) for c in THIN_SCENE_PALETTE])
+    if crop is not None:  # the crop in the training pipeline; the training batch is padded to the crop
+        if not 8 <= crop <= size:
+            raise ValueError(f"`crop` must be in [8, size={size}], got {crop}")
+        flip = "dict(type='RandomFlip', prob=0.5)"
+        assert text.count(flip) == 1
+        text = text.replace(flip, f"dict(type='RandomCrop', crop_size=({crop}, {crop})), {flip}")
+    return write_arm_configs(root, "fcn_thin_scenes", text, ARMS if arms is None else arms)
+
+
+def selected_arms(names: Optional[Tuple[str, ...]]) -> Dict[str, str]:
+    """``ARMS`` restricted to ``names`` (in that order; None: every arm)."""
+    if names is None:
+        return dict(ARMS)
+    unknown = [n for n in names if n not in ARMS]
+    if unknown or not names or names[0] != "ce":
+        raise ValueError(f"`arms` must name arms of {list(ARMS)}, the baseline 'ce' first, got {names!r}")
+    return {n: ARMS[n] for n in names}
 
 
 def prepare(work_root: str, settings: SegSettings,
             arms: Optional[Dict[str, str]] = None) -> Tuple[List[TrainJob], Dict[str, List[str]]]:
-    """Write the data and the configs of ``arms`` (default ``ARMS``: name -> config line); return the
+    """Write the data and the configs of ``arms`` (name -> config line; default: ``settings.arms`` of
+    ``ARMS``); return the
     training jobs (every arm and seed) and the work dirs per arm."""
     data = make_thin_scenes_dataset(os.path.join(work_root, "data"), settings.num_train, settings.num_val,
                                     settings.size)
-    configs = write_configs(os.path.join(work_root, "configs"), settings.size, arms)
+    configs = write_configs(os.path.join(work_root, "configs"), settings.size,
+                            selected_arms(settings.arms) if arms is None else arms, settings.crop)
     return seeded_jobs(work_root, configs, settings.seeds, [
         f"train_dataloader.dataset.data_root={data}", f"val_dataloader.dataset.data_root={data}",
         f"train_cfg.max_iters={settings.iters}", f"train_cfg.val_interval={settings.val_interval}",
         f"param_scheduler.0.end={settings.iters}", f"default_hooks.checkpoint.interval={settings.iters}",
-        f"default_hooks.logger.interval={settings.log_interval}"])
+        f"default_hooks.logger.interval={settings.log_interval}",
+        f"optim_wrapper.optimizer.lr={settings.lr}", f"train_dataloader.batch_size={settings.batch_size}"])
 
 
-def run(work_root: str, settings: SegSettings, parallel: int) -> Dict[str, List[str]]:
-    """Write the data and configs, train every arm and seed; return the work dirs per arm."""
+def run(work_root: str, settings: SegSettings, parallel: int,
+        device: Optional[str] = None) -> Tuple[Dict[str, List[str]], Dict[str, float]]:
+    """Write the data and configs, train every arm and seed (on ``device``: see ``runs.training_env``);
+    return the work dirs per arm and ``runs.train_all``'s times (wall, summed CPU)."""
     jobs, work_dirs = prepare(work_root, settings)
-    train_all(jobs, parallel, desc="segmentation runs")
-    return work_dirs
+    times = train_all(costly_first(jobs, work_dirs), parallel, desc="segmentation runs", device=device)
+    return work_dirs, times
 
 
 def colourise(label: np.ndarray) -> np.ndarray:
@@ -122,23 +148,22 @@ def colourise(label: np.ndarray) -> np.ndarray:
     return palette[label]
 
 
-def side_by_side(work_dirs: Dict[str, List[str]], data_root: str, out_path: str, samples: int = 4) -> str:
-    """Input, each arm's prediction (seed 0, final checkpoint) and the ground truth for the first
-    ``samples`` validation images, in one PNG."""
+THIN_CLASSES = ("line", "blob")
+
+
+def predict_validation(work_dirs: Dict[str, List[str]], data_root: str, seed: int = 0) -> tuple:
+    """``(image paths, {arm: [prediction per image]})``: each arm's predictions (run ``seed``, final
+    checkpoint) on every validation scene."""
     import glob
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
     from mmseg.apis import inference_model, init_model
-    from PIL import Image
 
-    images = sorted(glob.glob(os.path.join(data_root, "img_dir", "val", "*.png")))[:samples]
+    images = sorted(glob.glob(os.path.join(data_root, "img_dir", "val", "*.png")))
     predictions = {}
     for arm, dirs in work_dirs.items():
-        config = sorted(glob.glob(os.path.join(dirs[0], "*.py")))[0]  # the config the runner dumped
-        checkpoint = sorted(glob.glob(os.path.join(dirs[0], "iter_*.pth")),
+        config = sorted(glob.glob(os.path.join(dirs[seed], "*.py")))[0]  # the config the runner dumped
+        checkpoint = sorted(glob.glob(os.path.join(dirs[seed], "iter_*.pth")),
                             key=lambda p: int(p.rsplit("_", 1)[1][:-4]))[-1]
         model = init_model(config, device="cpu")
         # Our own checkpoint, which holds mmengine's message-hub objects: torch>=2.6's weights_only
@@ -147,20 +172,57 @@ def side_by_side(work_dirs: Dict[str, List[str]], data_root: str, out_path: str,
         model.load_state_dict(state, strict=True)
         predictions[arm] = [inference_model(model, path).pred_sem_seg.data[0].numpy().astype(np.uint8)
                             for path in images]
+    return images, predictions
+
+
+def thin_disagreement(predictions: List[np.ndarray], truth: np.ndarray) -> int:
+    """Pixels of a scene where the thin classes are at stake and the arms disagree: some arm predicts a
+    thin class there, or the ground truth is one, and not every arm predicts the same class."""
+    thin = [THIN_SCENE_CLASSES.index(c) for c in THIN_CLASSES]
+    stacked = np.stack(predictions)
+    at_stake = np.isin(truth, thin) | np.isin(stacked, thin).any(axis=0)
+    disagree = (stacked != stacked[0]).any(axis=0)
+    return int((at_stake & disagree & (truth != 255)).sum())
+
+
+def _iou(prediction: np.ndarray, truth: np.ndarray, cls: int) -> float:
+    valid = truth != 255
+    union = ((prediction == cls) | (truth == cls)) & valid
+    return float(((prediction == cls) & (truth == cls) & valid).sum() / union.sum()) if union.any() else float("nan")
+
+
+def side_by_side(work_dirs: Dict[str, List[str]], data_root: str, out_path: str, samples: int = 4) -> str:
+    """Input, each arm's prediction (seed 0, final checkpoint) and the ground truth for the ``samples``
+    validation scenes where the arms' predictions differ most on the thin classes
+    (:func:`thin_disagreement`), in one PNG; each prediction is titled with its line IoU on the scene."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    images, predictions = predict_validation(work_dirs, data_root)
+    truths = [np.asarray(Image.open(path.replace("img_dir", "ann_dir"))) for path in images]
+    scores = [thin_disagreement([predictions[arm][i] for arm in work_dirs], truths[i]) for i in range(len(images))]
+    chosen = sorted(range(len(images)), key=lambda i: (-scores[i], i))[:samples]
+    line = THIN_SCENE_CLASSES.index("line")
     columns = ["input"] + [f"{arm} (seed 0)" for arm in work_dirs] + ["ground truth"]
-    fig, axes = plt.subplots(len(images), len(columns), figsize=(1.9 * len(columns), 1.9 * len(images)),
+    fig, axes = plt.subplots(len(chosen), len(columns), figsize=(1.9 * len(columns), 2.0 * len(chosen)),
                              dpi=90, squeeze=False)
-    for row, path in enumerate(images):
-        truth = np.asarray(Image.open(path.replace("img_dir", "ann_dir")))
-        panels = [np.asarray(Image.open(path))] + [colourise(predictions[arm][row]) for arm in work_dirs] \
-            + [colourise(truth)]
+    for row, index in enumerate(chosen):
+        truth = truths[index]
+        panels = [np.asarray(Image.open(images[index]))] \
+            + [colourise(predictions[arm][index]) for arm in work_dirs] + [colourise(truth)]
         for col, panel in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0:
-                ax.set_title(columns[col], fontsize=8)
+            title = columns[col] + "\n" if row == 0 else ""
+            if 0 < col < len(panels) - 1:
+                title += f"line IoU {100 * _iou(predictions[list(work_dirs)[col - 1]][index], truth, line):.1f}"
+            elif col == 0:
+                title += os.path.basename(images[index])
+            ax.set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(out_path)
     plt.close(fig)
