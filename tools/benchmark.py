@@ -3,11 +3,7 @@
     python tools/benchmark.py SUBCOMMAND [options]      # `--help` after a subcommand lists its options
     python tools/benchmark.py all [--device cuda|cpu] [--quick]
 
-Subcommands (modules of ``randperc_plugins.benchmarks``):
-    random-cnn   random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss
-    patch-mmd    exact blocked patch-MMD against dense, geomloss and random features
-    patch-mmd-windows  patch-MMD over 32x32 windows against the whole image (SR batch)
-    mmseg-step   PSPNet-R50 train step with and without each loss (one-line configs)
+Subcommands (modules of ``randperc_plugins.benchmarks``, listed by ``--help``).
 
 ``all`` runs the loss benchmarks (random-cnn, patch-mmd). On a CPU the shapes are reduced (each table
 states its shapes); on a GPU they are the training shapes.
@@ -23,10 +19,18 @@ from randperc_plugins import benchmarks
 LOSS_BENCHMARKS = ("random-cnn", "patch-mmd")
 
 
+def usage() -> str:
+    """The module's docstring and every subcommand of ``benchmarks.SUBCOMMANDS`` with what it measures."""
+    width = max(len(name) for name in benchmarks.SUBCOMMANDS)
+    lines = [f"    {name:<{width}}  {what}" for name, (_, what) in benchmarks.SUBCOMMANDS.items()]
+    return __doc__ + "\nSubcommands:\n" + "\n".join(lines) + f"\n    {'all':<{width}}  " \
+        + ", ".join(LOSS_BENCHMARKS) + "\n"
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*benchmarks.SUBCOMMANDS, "all"):
-        print(__doc__)
+        print(usage())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name, rest = argv[0], argv[1:]
     if name != "all":

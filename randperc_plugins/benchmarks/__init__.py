@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "mmdet-step": ("mmdet_step", "Mask R-CNN R50-FPN train step with and without each loss (one-line configs)"),
     "detectron2-step": ("detectron2_step",
                         "detectron2 Mask R-CNN R50-FPN train step with and without each mask loss"),
+    "gpu": ("gpu", "every task default on one GPU: each model's step alone and with each loss, the "
+                   "losses alone (--cpu-flops: the same in FLOPs on the CPU)"),
 }
 
 

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._utils import (area_resize, as_weight_mask, check_choice, check_image_pair, check_max_size,
-                     check_reduction, check_validate_args, compute_dtype, reduce_per_sample,
-                     reduced_size, seeded_generator)
+                     check_positive_int, check_reduction, check_validate_args, compute_dtype,
+                     reduce_per_sample, reduced_size, seeded_generator)
 
 __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
            "random_cnn_perceptual_loss",
@@ -81,6 +81,9 @@ _TARGET_EPS = 1e-3
 _LEAKY_SLOPE = 0.2
 _NORM_EPS = 1e-10
 _MASK_EPS = 1e-12
+#: On CUDA the frozen network runs in ``channels_last`` memory format (cuDNN's tensor-core kernels are
+#: NHWC; the benchmark's ``gpu`` command measures the loss with this off and on).
+_CHANNELS_LAST_ON_CUDA = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,14 +468,22 @@ class _Comparison:
     normalize: bool
     max_size: Optional[int]
     balance: str = "init"
+    batch_bucket: Optional[int] = None
+    autocast: bool = True
 
     @classmethod
     def build(cls, spec: RandomCNNSpec, layer_weights=None, distance: str = "l1",
               normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-              balance: str = "init") -> "_Comparison":
+              balance: str = "init", batch_bucket: Optional[int] = None,
+              autocast: bool = True) -> "_Comparison":
+        if batch_bucket is not None:
+            check_positive_int(batch_bucket, "batch_bucket")
+        if not isinstance(autocast, bool):
+            raise TypeError(f"`autocast` must be a bool, got {type(autocast).__name__}")
         return cls(_check_layer_weights(layer_weights, spec.layers),
                    check_choice(distance, _DISTANCES, "distance"), bool(normalize),
-                   check_max_size(max_size), check_choice(balance, BALANCES, "balance"))
+                   check_max_size(max_size), check_choice(balance, BALANCES, "balance"),
+                   batch_bucket, autocast)
 
 
 def random_cnn_distance(
@@ -480,6 +491,7 @@ def random_cnn_distance(
         spec: Optional[RandomCNNSpec] = None, weights: Optional[Sequence[Tensor]] = None,
         seed: int = DEFAULT_SEED, layer_weights=None, distance: str = "l1",
         normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE, balance: str = "init",
+        batch_bucket: Optional[int] = None, autocast: bool = True,
         return_terms: bool = False, validate_args: bool = True):
     r"""Generic Perceptual Loss as a measure: per sample, the distance between the features of ``pred``
     and ``target`` in several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
@@ -559,6 +571,18 @@ def random_cnn_distance(
             With ``weights`` given, ``'init'`` and ``'target'`` compute the gains from them at every
             call (a forward pass of the 96x96 reference input); with ``weights=None`` or in the module,
             once.
+        batch_bucket: run the network on a batch padded with all-zero samples to the next multiple of
+            this many (``None``: as it comes). Pads are dropped before anything is summed, so the
+            value and the gradient are those of the unpadded batch; what it buys is a batch size that
+            changes rarely, so cuDNN with ``torch.backends.cudnn.benchmark = True`` tunes the
+            convolutions once per bucket instead of at every new ROI count (instance masks). The
+            padding is computed from the shape: no host read.
+        autocast: under an enabled ``torch.autocast`` (and float16, bfloat16 or float32 inputs), run
+            the frozen network in autocast's 16-bit dtype and compute the distances and sums in
+            float32 (default True); ``False`` keeps the network in float32 under autocast too
+            (release 0.3's behaviour). Measured at bfloat16 on the CPU: the loss within 1% of
+            float32's (``tests/losses/test_random_cnn_speed.py``). On CUDA the network also runs in
+            ``channels_last`` memory format.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
         validate_args: check the inputs' values (a finite ``target``, a finite non-negative
@@ -604,7 +628,8 @@ def random_cnn_distance(
     spec = RandomCNNSpec() if spec is None else spec
     if not isinstance(spec, RandomCNNSpec):
         raise TypeError(f"`spec` must be a RandomCNNSpec or None, got {type(spec).__name__}")
-    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size, balance)
+    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size, balance,
+                                   batch_bucket, autocast)
     checked = _checked_weights(spec, weights, pred, seed)
     gains = None
     if comparison.balance != "none":
@@ -685,9 +710,11 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
     dtype = compute_dtype(pred, target)
     device = pred.device
-    # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
+    # The network runs in `net_dtype`: `dtype`, or autocast's 16-bit dtype under an enabled autocast;
+    # the distances and their sums are computed in `dtype` either way (autocast itself is off in here).
+    net_dtype = _network_dtype(device.type, dtype, comparison.autocast)
     with torch.autocast(device_type=device.type, enabled=False):
-        ws = [wt.to(device=device, dtype=dtype) for wt in weights]
+        ws = [wt.to(device=device, dtype=net_dtype) for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
@@ -699,6 +726,17 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         x, y = area_resize(x, size), area_resize(y, size)
         if mask is not None:
             mask = area_resize(mask, size)
+        # All-zero pads up to the bucket (a shape computation): their features are zero (no bias) and
+        # their rows are dropped below, before any sum.
+        pad = _bucketed(n, comparison.batch_bucket) - n
+        if pad:
+            x, y = _pad_batch(x, pad), _pad_batch(y, pad)
+            mask = None if mask is None else _pad_batch(mask, pad)
+        x, y = x.to(net_dtype), y.to(net_dtype)
+        if device.type == "cuda" and _CHANNELS_LAST_ON_CUDA:
+            ws = [wt.contiguous(memory_format=torch.channels_last) for wt in ws]
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = y.contiguous(memory_format=torch.channels_last)
 
         feats_x = random_cnn_features(x, ws, spec, mask)
         with torch.no_grad():
@@ -706,10 +744,11 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
         if gains is not None:
             gains = gains.to(device=device, dtype=dtype)
-        total = x.new_zeros(n)
+        total = torch.zeros(n + pad, dtype=dtype, device=device)
         terms = OrderedDict()
         for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
             fy = feats_y[name][0]
+            fx, fy = fx.to(dtype), fy.to(dtype)  # 16-bit features: their difference in `dtype`
             if comparison.normalize:
                 fx, fy = _normalize(fx), _normalize(fy)
             layer = _layer_mean(_distance(fx - fy, comparison.distance), m)
@@ -721,7 +760,30 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                 layer = layer / scale
             terms[name] = lam * layer
             total = total + terms[name]
+        if pad:
+            total = total[:n]
+            terms = OrderedDict((k, v[:n]) for k, v in terms.items())
         return (total, terms) if return_terms else total
+
+
+def _network_dtype(device_type: str, dtype: torch.dtype, follow_autocast: bool) -> torch.dtype:
+    """``dtype``, or autocast's 16-bit dtype when autocast is enabled for ``device_type``, followed, and
+    ``dtype`` is float32 (float64 inputs ask for float64 and get it)."""
+    if follow_autocast and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+def _bucketed(n: int, bucket: Optional[int]) -> int:
+    """``n`` rounded up to a multiple of ``bucket`` (``n`` itself without one, or for 0)."""
+    if bucket is None or n == 0:
+        return n
+    return -(-n // bucket) * bucket
+
+
+def _pad_batch(t: Tensor, pad: int) -> Tensor:
+    """``t`` ``(N, ...)`` followed by ``pad`` all-zero samples."""
+    return torch.cat([t, t.new_zeros((pad, *t.shape[1:]))])
 
 
 def _layer_mean(d: Tensor, m: Optional[Tensor]) -> Tensor:
@@ -787,7 +849,8 @@ class RandomCNNPerceptualLoss(nn.Module):
         seed: seed of the random network (default 0).
         redraw: draw new weights at every call (from a generator seeded with ``seed`` that
             advances), as an ablation of a fixed network.
-        layer_weights, distance, normalize, max_size, balance: see :func:`random_cnn_distance`. With a
+        layer_weights, distance, normalize, max_size, balance, batch_bucket, autocast: see
+            :func:`random_cnn_distance`. With a
             balance, the layers' gains are computed once (from the seeded network, also with
             ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
@@ -822,7 +885,8 @@ class RandomCNNPerceptualLoss(nn.Module):
                  init: str = "gpl", init_std: float = 0.01, seed: int = DEFAULT_SEED,
                  redraw: bool = False, layer_weights=None, distance: str = "l1",
                  normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-                 balance: str = "init", reduction: str = "mean", loss_weight: float = 1.0,
+                 balance: str = "init", batch_bucket: Optional[int] = None, autocast: bool = True,
+                 reduction: str = "mean", loss_weight: float = 1.0,
                  validate_args: bool = True) -> None:
         super().__init__()
         self.spec = RandomCNNSpec(widths=widths, kernel_size=kernel_size, activation=activation,
@@ -835,7 +899,7 @@ class RandomCNNPerceptualLoss(nn.Module):
         self.seed = seed
         self.redraw = bool(redraw)
         self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size,
-                                            balance)
+                                            balance, batch_bucket, autocast)
         self.reduction = check_reduction(reduction)
         self.loss_weight = float(loss_weight)
         self.validate_args = check_validate_args(validate_args)

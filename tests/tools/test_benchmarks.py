@@ -57,3 +57,74 @@ def test_bench_patch_mmd_windows_on_tiny_shapes():
     for r in rows:
         assert r["whole_s"] > 0 and r["windows_s"] > 0
         assert math.isclose(r["time_ratio"], r["windows_s"] / r["whole_s"])
+
+
+def test_benchmark_gpu_quick_on_the_cpu(tmp_path):
+    # toy sizes, the stand-ins (torch + torchvision only), timed on the CPU: every row present, ratios
+    # positive, the files written; CUDA-only columns (peak memory, host syncs) read n/a here
+    import json
+
+    from randperc_plugins.benchmarks import gpu
+
+    result = gpu.main(["--quick", "--device", "cpu", "--stand-ins", "--budget-s", "100000",
+                       "--out", str(tmp_path)])
+    steps = {(r["task"], r["variant"]): r for r in result["steps"]}
+    expected = {("segmentation", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD")}
+    expected |= {("sr", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD", "+ VGG-19 (mmagic's)")}
+    expected |= {("masks", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD")}
+    assert set(steps) == expected
+    for row in steps.values():
+        assert "error" not in row, row
+        assert row["step ms"] > 0 and row["ratio to step"] > 0
+        assert row["host syncs / step"] is None and row["peak MiB"] is None
+    assert steps[("segmentation", "step alone")]["ratio to step"] == 1
+    assert steps[("masks", "+ random-CNN")]["ROIs / step"] > 0
+    losses = {(r["task"], r["loss"], r["setting"]): r for r in result["losses"]}
+    for task in ("segmentation", "sr", "masks"):
+        for key in (("random-CNN", "default"), ("random-CNN", "release 0.3 network"),
+                    ("patch-MMD", "default"), ("random-CNN", "default, bf16 autocast")):
+            row = losses[(task, *key)]
+            assert "error" not in row, row
+            assert row["loss ms"] > 0 and row["ratio to step"] > 0
+    assert losses[("sr", "VGG-19 (mmagic's)", "layer 34, L1")]["ratio to VGG"] == 1
+    assert ("masks", "random-CNN", "default, no ROI buckets") in losses
+    text = (tmp_path / "gpu.md").read_text()
+    assert "| task | model | variant |" in text and "plain EDSR" in text
+    assert json.loads((tmp_path / "gpu.json").read_text())["mode"] == "time"
+
+
+def test_benchmark_gpu_cpu_flops_quick(tmp_path):
+    from randperc_plugins.benchmarks import gpu
+
+    result = gpu.main(["--cpu-flops", "--quick", "--tasks", "sr", "masks", "--budget-s", "100000",
+                       "--out", str(tmp_path)])
+    steps = {(r["task"], r["variant"]): r for r in result["steps"]}
+    for task, extra in (("sr", "+ VGG-19 (mmagic's)"), ("masks", "+ patch-MMD")):
+        base = steps[(task, "step alone")]["step GFLOP"]
+        assert base > 0
+        # FLOPs are deterministic: a term only adds
+        assert steps[(task, "+ random-CNN")]["step GFLOP"] > base
+        assert steps[(task, extra)]["ratio to step"] >= 1
+    losses = {(r["task"], r["loss"], r["setting"]): r for r in result["losses"]}
+    sr_new = losses[("sr", "random-CNN", "default")]["loss GFLOP"]
+    sr_old = losses[("sr", "random-CNN", "release 0.3 network")]["loss GFLOP"]
+    assert 0 < sr_new < sr_old  # half width: about a quarter of the cost
+    assert losses[("masks", "random-CNN", "default")]["loss GFLOP"] < \
+        losses[("masks", "random-CNN", "release 0.3 network")]["loss GFLOP"] / 10
+    assert (tmp_path / "cpu_flops.md").exists()
+
+
+def test_benchmark_help_lists_every_subcommand(capsys):
+    import importlib.util
+    import os
+
+    from randperc_plugins import benchmarks
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark_tool", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in benchmarks.SUBCOMMANDS:
+        assert f"    {name} " in out
