@@ -34,10 +34,10 @@ from .task_inputs import roi_logits, roi_targets
 
 #: name -> widths of the candidate networks (VGG-19's first three stages, scaled).
 CANDIDATES: Dict[str, tuple] = {
-    "full (VGG-19)": tuple(VGG19_WIDTHS[:3]),
+    "full (VGG-19)": VGG19_WIDTHS,
     "half": VGG19_HALF_WIDTHS,
     "quarter": VGG19_QUARTER_WIDTHS,
-    "eighth": ((8, 8), (16, 16), (32, 32, 32, 32)),
+    "eighth": tuple(tuple(w // 8 for w in s) for s in VGG19_WIDTHS),
 }
 QUALITIES = (0.0, 3.0, 6.0)
 FLOP_ROIS = 256

@@ -43,13 +43,13 @@ __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
 VGG19_WIDTHS: Tuple[Tuple[int, ...], ...] = (
     (64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
 
-#: VGG-19's first three stages at half width: about a quarter of their cost (a forward and backward pass
-#: on 16x3x96x96 costs 50 GFLOP against 197 at full width and 344 for a VGG-19 loss to relu5_4).
-VGG19_HALF_WIDTHS: Tuple[Tuple[int, ...], ...] = ((32, 32), (64, 64), (128, 128, 128, 128))
+#: VGG-19 at half width: about a quarter of the cost (to the default layers, a forward and backward
+#: pass on 16x3x96x96 costs 50 GFLOP against 197 at full width and 344 for a VGG-19 loss to relu5_4).
+VGG19_HALF_WIDTHS: Tuple[Tuple[int, ...], ...] = tuple(tuple(w // 2 for w in s) for s in VGG19_WIDTHS)
 
-#: VGG-19's first three stages at a quarter width, for one-channel 28x28 ROI masks: 17 GFLOP forward
+#: VGG-19 at a quarter width, for one-channel 28x28 ROI masks: to the default layers 17 GFLOP forward
 #: and backward at 256 ROIs, against 267 at full width.
-VGG19_QUARTER_WIDTHS: Tuple[Tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64, 64, 64))
+VGG19_QUARTER_WIDTHS: Tuple[Tuple[int, ...], ...] = tuple(tuple(w // 4 for w in s) for s in VGG19_WIDTHS)
 
 #: Layers compared by default: the last activation of the first three stages (our choice, the
 #: paper does not state it; see :class:`RandomCNNPerceptualLoss`).
