@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..losses import PatchMMDLoss, RandomCNNPerceptualLoss
 from ..losses.patch_mmd import PatchMMDSpec
+from ..losses.random_cnn import VGG19_WIDTHS
 from ..losses.tasks import task_defaults
 
 __all__ = ["LOSSES", "ABLATIONS", "AblationArm", "reference_arm", "arms_of", "select_arms",
@@ -61,7 +62,9 @@ ABLATIONS: Dict[str, Dict[str, Dict[str, dict]]] = {
         },
     },
     "super_resolution": {
-        "random_cnn": _GPL_VARIANTS,
+        # the default network is VGG-19's first three stages at half width (a quarter of the cost);
+        # release 0.2's full width is this arm (`gpl_half_width` against it at commit 8b39a6f)
+        "random_cnn": {**_GPL_VARIANTS, "gpl_full_width": {"widths": VGG19_WIDTHS}},
         "patch_mmd": {  # the restoration default is the core's 7x7 patches
             "patch_mmd_windows": {"window_size": 32, "window_stride": 16},
             "patch_mmd_channel_mean": {"normalize": "channel_mean"},

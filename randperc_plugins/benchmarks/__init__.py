@@ -9,7 +9,6 @@ import importlib
 
 #: ``tools/benchmark.py`` subcommand -> module of this package, and what it measures.
 SUBCOMMANDS = {
-    "gpu": ("gpu", "every task default on one GPU: steps with each loss, loss alone, memory, host syncs"),
     "random-cnn": ("random_cnn", "random-CNN loss against the PSPNet-R50 and EDSR steps and mmagic's VGG loss"),
     "patch-mmd": ("patch_mmd", "exact blocked patch-MMD against dense, geomloss and random features"),
     "patch-mmd-exact": ("patch_mmd_exact", "exact patch-MMD on whole images: fused kernels per precision, blocks, geomloss"),
@@ -19,6 +18,8 @@ SUBCOMMANDS = {
     "mmdet-step": ("mmdet_step", "Mask R-CNN R50-FPN train step with and without each loss (one-line configs)"),
     "detectron2-step": ("detectron2_step",
                         "detectron2 Mask R-CNN R50-FPN train step with and without each mask loss"),
+    "gpu": ("gpu", "every task default on one GPU: each model's step alone and with each loss, the "
+                   "losses alone (--cpu-flops: the same in FLOPs on the CPU)"),
 }
 
 

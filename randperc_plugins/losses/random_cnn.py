@@ -36,13 +36,22 @@ from ._utils import (area_resize, as_weight_mask, check_bool, check_choice, chec
 __all__ = ["RandomCNNSpec", "RandomCNNPerceptualLoss", "random_cnn_distance",
            "random_cnn_perceptual_loss",
            "random_cnn_weights", "random_cnn_features", "random_cnn_layer_gains", "layer_names",
-           "gpl_positions", "VGG19_WIDTHS", "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED",
+           "gpl_positions", "VGG19_WIDTHS", "VGG19_HALF_WIDTHS", "VGG19_QUARTER_WIDTHS",
+           "DEFAULT_LAYERS", "DEFAULT_MAX_SIZE", "DEFAULT_SEED",
            "BALANCES"]
 
 #: Convolution widths of VGG-19's five stages (Simonyan and Zisserman, 2015), the network the
 #: Generic Perceptual Loss paper randomises.
 VGG19_WIDTHS: Tuple[Tuple[int, ...], ...] = (
     (64, 64), (128, 128), (256, 256, 256, 256), (512, 512, 512, 512), (512, 512, 512, 512))
+
+#: VGG-19 at half width: about a quarter of the cost (to the default layers, a forward and backward
+#: pass on 16x3x96x96 costs 50 GFLOP against 197 at full width and 344 for a VGG-19 loss to relu5_4).
+VGG19_HALF_WIDTHS: Tuple[Tuple[int, ...], ...] = tuple(tuple(w // 2 for w in s) for s in VGG19_WIDTHS)
+
+#: VGG-19 at a quarter width, for one-channel 28x28 ROI masks: to the default layers 17 GFLOP forward
+#: and backward at 256 ROIs, against 267 at full width.
+VGG19_QUARTER_WIDTHS: Tuple[Tuple[int, ...], ...] = tuple(tuple(w // 4 for w in s) for s in VGG19_WIDTHS)
 
 #: Layers compared by default: the last activation of the first three stages (our choice, the
 #: paper does not state it; see :class:`RandomCNNPerceptualLoss`).
@@ -74,6 +83,9 @@ _TARGET_EPS = 1e-3
 _LEAKY_SLOPE = 0.2
 _NORM_EPS = 1e-10
 _MASK_EPS = 1e-12
+#: On CUDA the frozen network runs in ``channels_last`` memory format (cuDNN's tensor-core kernels are
+#: NHWC; the benchmark's ``gpu`` command measures the loss with this off and on).
+_CHANNELS_LAST_ON_CUDA = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,14 +468,16 @@ class _Comparison:
     normalize: bool
     max_size: Optional[int]
     balance: str = "init"
+    autocast: bool = True
 
     @classmethod
     def build(cls, spec: RandomCNNSpec, layer_weights=None, distance: str = "l1",
               normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-              balance: str = "init") -> "_Comparison":
+              balance: str = "init", autocast: bool = True) -> "_Comparison":
         return cls(_check_layer_weights(layer_weights, spec.layers),
                    check_choice(distance, _DISTANCES, "distance"), check_bool(normalize, "normalize"),
-                   check_max_size(max_size), check_choice(balance, BALANCES, "balance"))
+                   check_max_size(max_size), check_choice(balance, BALANCES, "balance"),
+                   check_bool(autocast, "autocast"))
 
 
 def random_cnn_distance(
@@ -471,7 +485,7 @@ def random_cnn_distance(
         spec: Optional[RandomCNNSpec] = None, weights: Optional[Sequence[Tensor]] = None,
         seed: int = DEFAULT_SEED, layer_weights=None, distance: str = "l1",
         normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE, balance: str = "init",
-        return_terms: bool = False, validate_args: bool = True):
+        autocast: bool = True, return_terms: bool = False, validate_args: bool = True):
     r"""Generic Perceptual Loss as a measure: per sample, the distance between the features of ``pred``
     and ``target`` in several layers of a frozen, randomly weighted CNN (Liu et al., CVPR 2021).
     :func:`random_cnn_perceptual_loss` is the loss form (reduced and weighted).
@@ -550,6 +564,12 @@ def random_cnn_distance(
             With ``weights`` given, ``'init'`` and ``'target'`` compute the gains from them at every
             call (a forward pass of the 96x96 reference input); with ``weights=None`` or in the module,
             once.
+        autocast: under an enabled ``torch.autocast`` (and float16, bfloat16 or float32 inputs), run
+            the frozen network in autocast's 16-bit dtype and compute the distances and sums in
+            float32 (default True); ``False`` keeps the network in float32 under autocast too
+            (release 0.2's behaviour). Measured at bfloat16 on the CPU: the loss within 1% of
+            float32's (``tests/losses/test_random_cnn_speed.py``). On CUDA the network also runs in
+            ``channels_last`` memory format.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
         validate_args: check the inputs' values (finite ``pred`` and ``target``, a finite
@@ -596,7 +616,8 @@ def random_cnn_distance(
     spec = RandomCNNSpec() if spec is None else spec
     if not isinstance(spec, RandomCNNSpec):
         raise TypeError(f"`spec` must be a RandomCNNSpec or None, got {type(spec).__name__}")
-    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size, balance)
+    comparison = _Comparison.build(spec, layer_weights, distance, normalize, max_size, balance,
+                                   autocast)
     checked = _checked_weights(spec, weights, pred, seed)
     gains = None
     if comparison.balance != "none":
@@ -677,10 +698,12 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
     dtype = compute_dtype(pred, target)
     device = pred.device
-    # The network runs in `dtype` even under autocast (so that convolutions do not drop to 16 bits).
+    # The network runs in `net_dtype`: `dtype`, or autocast's 16-bit dtype under an enabled autocast;
+    # the distances and their sums are computed in `dtype` either way (autocast itself is off in here).
+    net_dtype = _network_dtype(device.type, dtype, comparison.autocast)
     with no_autocast(device):
         # weights redrawn on the CPU reach a GPU without blocking the host
-        ws = [host_to_device(wt, device).to(dtype) for wt in weights]
+        ws = [host_to_device(wt, device).to(net_dtype) for wt in weights]
         x = pred.to(dtype)
         y = target.to(dtype)
         if mask is not None:
@@ -692,6 +715,11 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
         x, y = area_resize(x, size), area_resize(y, size)
         if mask is not None:
             mask = area_resize(mask, size)
+        x, y = x.to(net_dtype), y.to(net_dtype)
+        if device.type == "cuda" and _CHANNELS_LAST_ON_CUDA:
+            ws = [wt.contiguous(memory_format=torch.channels_last) for wt in ws]
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = y.contiguous(memory_format=torch.channels_last)
 
         feats_x = random_cnn_features(x, ws, spec, mask)
         with torch.no_grad():
@@ -699,10 +727,11 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 
         if gains is not None:
             gains = host_to_device(gains, device).to(dtype)
-        total = x.new_zeros(n)
+        total = torch.zeros(n, dtype=dtype, device=device)
         terms = OrderedDict()
         for i, ((name, (fx, m)), lam) in enumerate(zip(feats_x.items(), comparison.layer_weights)):
             fy = feats_y[name][0]
+            fx, fy = fx.to(dtype), fy.to(dtype)  # 16-bit features: their difference in `dtype`
             if comparison.normalize:
                 fx, fy = _normalize(fx), _normalize(fy)
             layer = _layer_mean(_distance(fx - fy, comparison.distance), m)
@@ -715,6 +744,14 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
             terms[name] = lam * layer
             total = total + terms[name]
         return (total, terms) if return_terms else total
+
+
+def _network_dtype(device_type: str, dtype: torch.dtype, follow_autocast: bool) -> torch.dtype:
+    """``dtype``, or autocast's 16-bit dtype when autocast is enabled for ``device_type``, followed, and
+    ``dtype`` is float32 (float64 inputs ask for float64 and get it)."""
+    if follow_autocast and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
 
 
 def _layer_mean(d: Tensor, m: Optional[Tensor]) -> Tensor:
@@ -780,7 +817,7 @@ class RandomCNNPerceptualLoss(nn.Module):
         seed: seed of the random network (default 0).
         redraw: draw new weights at every call (from a generator seeded with ``seed`` that
             advances), as an ablation of a fixed network.
-        layer_weights, distance, normalize, max_size, balance: see :func:`random_cnn_distance`. With a
+        layer_weights, distance, normalize, max_size, balance, autocast: see :func:`random_cnn_distance`. With a
             balance, the layers' gains are computed once (from the seeded network, also with
             ``redraw``) and kept in the non-persistent buffer ``layer_gains`` (float64).
         reduction, loss_weight: see :func:`random_cnn_perceptual_loss`.
@@ -815,8 +852,8 @@ class RandomCNNPerceptualLoss(nn.Module):
                  init: str = "gpl", init_std: float = 0.01, seed: int = DEFAULT_SEED,
                  redraw: bool = False, layer_weights=None, distance: str = "l1",
                  normalize: bool = False, max_size: Optional[int] = DEFAULT_MAX_SIZE,
-                 balance: str = "init", reduction: str = "mean", loss_weight: float = 1.0,
-                 validate_args: bool = True) -> None:
+                 balance: str = "init", autocast: bool = True, reduction: str = "mean",
+                 loss_weight: float = 1.0, validate_args: bool = True) -> None:
         super().__init__()
         self.spec = RandomCNNSpec(widths=widths, kernel_size=kernel_size, activation=activation,
                                   pooling=pooling, layers=layers, init=init, init_std=init_std)
@@ -828,7 +865,7 @@ class RandomCNNPerceptualLoss(nn.Module):
         self.seed = seed
         self.redraw = check_bool(redraw, "redraw")
         self.comparison = _Comparison.build(self.spec, layer_weights, distance, normalize, max_size,
-                                            balance)
+                                            balance, autocast)
         self.reduction = check_reduction(reduction)
         self.loss_weight = check_loss_weight(loss_weight)
         self.validate_args = check_validate_args(validate_args)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
                      compute_dtype)
+from .random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
 
 __all__ = ["segmentation_inputs", "instance_mask_inputs", "restoration_inputs", "task_defaults",
            "per_roi_in_buckets", "ROI_BUCKET", "TASK_DEFAULTS", "RELEASED_TASK_DEFAULTS"]
@@ -54,13 +55,17 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # random-CNN loss with the core's `balance='init'` (release 0.2: none, weight 1.0): on the demo's
     # SR task it made no significant difference (PSNR -0.29 [-1.97, +1.38], 6 seeds), so the balance
     # that segmentation's evidence supports, and that makes every compared layer count, applies here
-    # too. Patch-MMD: random features above a few hundred patches (a 96x96 crop has
+    # too. The network is VGG-19's first three stages at half width: forward and backward on 16x3x96x96
+    # it costs 50 GFLOP, 0.14 of the VGG-19 loss SR configs use (197 GFLOP, 0.57, at full width, release
+    # 0.3); on the demo's SR task it did not differ from the full width (README, "Ablation"), and at
+    # equal gradient share it takes the same weight (0.0996). Patch-MMD: random features above a few
+    # hundred patches (a 96x96 crop has
     # 8100 7x7 patches: 14x faster than exact, loss within about 1%, README patch-MMD table), and each
     # patch's per-channel mean removed (`normalize='channel_mean'`): the one setting the ablation on
     # the demo's super-resolution task found significantly better than the earlier default (SSIM
     # +0.0255 [+0.010, +0.041] over 3 seeds; README, "Ablation"). Release 0.2 had `normalize='none'`.
     "restoration": {
-        "random_cnn": dict(loss_weight=0.1),
+        "random_cnn": dict(loss_weight=0.1, widths=VGG19_HALF_WIDTHS),
         "patch_mmd": dict(loss_weight=0.1, method="auto", normalize="channel_mean"),
     },
     # 28x28 ROI masks of one foreground probability, compared as they are (not upsampled: upsampling
@@ -69,8 +74,13 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # that BCE is about 0.1 (`calibrate_loss_weight.py {gpl,patch-mmd} --task instance-masks`: gradient-
     # norm ratios 1.96 and 1.24 at weight 1). Core defaults otherwise (the random-CNN loss with the
     # core's `balance='init'`, not measured in training on this task; release 0.2: none, weight 1.2).
+    # The random CNN is VGG-19's first three stages at a quarter width (a mask has one channel and 784
+    # pixels): 17 GFLOP forward and backward at 256 ROIs, 0.7% of a Mask R-CNN R50-FPN train step at
+    # 2x800x1333, against 267 GFLOP (10.6%) at full width (release 0.2); its gradient, boundary
+    # sensitivity and layer shares match the full width's (README, "Ablation"; `tools/mask_networks.py`).
+    # On CUDA the adapters pad ROI batches to a multiple of `ROI_BUCKET` (`per_roi_in_buckets`).
     "instance_masks": {
-        "random_cnn": dict(loss_weight=0.17),
+        "random_cnn": dict(loss_weight=0.17, widths=VGG19_QUARTER_WIDTHS),
         "patch_mmd": dict(loss_weight=0.27),
     },
 }
@@ -79,19 +89,21 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
 #: The per-task settings of earlier releases, by release, so that a configuration written for one can
 #: reproduce it: each entry states every setting that has changed since (a config line can pass them
 #: to the adapter, e.g. ``perceptual=dict(normalize='none')`` for release 0.2's restoration patch-MMD,
-#: ``perceptual=dict(balance='none', loss_weight=5.0)`` for its segmentation random-CNN loss).
+#: ``perceptual=dict(balance='none', loss_weight=5.0, autocast=False)`` for its segmentation random-CNN
+#: loss). ``autocast=False`` keeps the random network in float32 under autocast, as 0.2 did; the full
+#: VGG-19 widths (``VGG19_WIDTHS``) are 0.2's network for restoration and instance masks.
 RELEASED_TASK_DEFAULTS: Dict[str, Dict[str, Dict[str, dict]]] = {
     "0.2": {
         "segmentation": {
-            "random_cnn": dict(loss_weight=5.0, balance="none"),
+            "random_cnn": dict(loss_weight=5.0, balance="none", autocast=False),
             "patch_mmd": copy.deepcopy(TASK_DEFAULTS["segmentation"]["patch_mmd"]),
         },
         "restoration": {
-            "random_cnn": dict(loss_weight=1.0, balance="none"),
+            "random_cnn": dict(loss_weight=1.0, balance="none", widths=VGG19_WIDTHS, autocast=False),
             "patch_mmd": dict(loss_weight=0.1, method="auto", normalize="none"),
         },
         "instance_masks": {
-            "random_cnn": dict(loss_weight=1.2, balance="none"),
+            "random_cnn": dict(loss_weight=1.2, balance="none", widths=VGG19_WIDTHS, autocast=False),
             "patch_mmd": copy.deepcopy(TASK_DEFAULTS["instance_masks"]["patch_mmd"]),
         },
     },
@@ -108,7 +120,7 @@ def task_defaults(task: str, loss: str, release: Optional[str] = None) -> dict:
         >>> task_defaults("restoration", "patch_mmd", release="0.2")["normalize"]
         'none'
         >>> task_defaults("segmentation", "random_cnn", release="0.2")
-        {'loss_weight': 5.0, 'balance': 'none'}
+        {'loss_weight': 5.0, 'balance': 'none', 'autocast': False}
     """
     if release is not None and release not in RELEASED_TASK_DEFAULTS:
         raise ValueError(f"`release` must be None or one of {tuple(RELEASED_TASK_DEFAULTS)}, got {release!r}")

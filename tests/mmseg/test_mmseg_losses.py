@@ -85,7 +85,7 @@ def test_value_is_core_on_softmax_vs_one_hot(name, core_cls, default_name, reduc
 def test_release_0_2_random_cnn_term_is_reachable_by_name():
     # release 0.2's term: no layer balance, weight 5.0; a config passes both and gets 0.2's value
     old = task_defaults("segmentation", "random_cnn", release="0.2")
-    assert old == {"loss_weight": 5.0, "balance": "none"}
+    assert old == {"loss_weight": 5.0, "balance": "none", "autocast": False}
     logits, label = _logits_and_label()
     probs = torch.softmax(logits, dim=1)
     valid = label != 255
