@@ -62,7 +62,9 @@ def test_losses_are_detectron2s_mask_loss_plus_our_term_against_a_per_roi_refere
     assert head.loss_key == {"gpl": "loss_mask_gpl", "patch_mmd": "loss_mask_patch_mmd"}[kind]
     torch.testing.assert_close(losses["loss_mask"], expected_mask)
     # reference: each ROI alone in float64, its ground-truth class channel, its own cropped target
-    core = CORES[kind](1) if kind == "gpl" else CORES[kind]()
+    settings = {k: v for k, v in task_defaults("instance_masks", {"gpl": "random_cnn"}.get(kind, kind)).items()
+                if k != "loss_weight"}
+    core = CORES[kind](1, **settings) if kind == "gpl" else CORES[kind](**settings)
     terms = []
     row = 0
     for inst in instances:
