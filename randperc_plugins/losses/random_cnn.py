@@ -749,7 +749,9 @@ def _random_cnn_distance(pred: Tensor, target: Tensor, weight: Optional[Tensor],
 def _network_dtype(device_type: str, dtype: torch.dtype, follow_autocast: bool) -> torch.dtype:
     """``dtype``, or autocast's 16-bit dtype when autocast is enabled for ``device_type``, followed, and
     ``dtype`` is float32 (float64 inputs ask for float64 and get it)."""
-    if follow_autocast and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+    # `meta` (where shapes and op counts are worked out) has no autocast to follow
+    if (follow_autocast and dtype == torch.float32 and device_type != "meta"
+            and torch.is_autocast_enabled(device_type)):
         return torch.get_autocast_dtype(device_type)
     return dtype
 

@@ -33,7 +33,8 @@ def test_shares_are_each_terms_value_and_gradient_norm_over_the_sums():
     values, norms = [], []
     for name in layers:
         pred = task_inputs.sr_prediction(gt, bicubic, layer_shares.SR_QUALITY)
-        value = RandomCNNPerceptualLoss(init="kaiming", layers=layers, layer_weights={name: 1.0})(pred, gt)
+        value = RandomCNNPerceptualLoss(init="kaiming", layers=layers, layer_weights={name: 1.0},
+                                        widths=tasks.task_defaults("restoration", "random_cnn")["widths"])(pred, gt)
         (grad,) = torch.autograd.grad(value, pred)
         values.append(value.item())
         norms.append(grad.norm().item())
@@ -80,7 +81,8 @@ def test_instance_mask_shares_compare_the_sigmoid_of_the_roi_logits_with_the_tar
     values = []
     for name in layers:
         logits = task_inputs.roi_logits(target, layer_shares.ROI_QUALITY, torch.Generator().manual_seed(0))
-        loss = RandomCNNPerceptualLoss(init="kaiming", layers=layers, layer_weights={name: 1.0})
+        loss = RandomCNNPerceptualLoss(init="kaiming", layers=layers, layer_weights={name: 1.0},
+                                       widths=tasks.task_defaults("instance_masks", "random_cnn")["widths"])
         values.append(loss(torch.sigmoid(logits), target[:, None]).item())
     for i, name in enumerate(layers):
         assert shares[name]["loss"] == pytest.approx(values[i] / sum(values), rel=1e-5)
