@@ -1,0 +1,34 @@
+"""Sphinx configuration of the randperc_plugins documentation (`make docs`)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+import randperc_plugins  # noqa: E402
+
+project = "randperc_plugins"
+author = "randperc_plugins contributors"
+copyright = "randperc_plugins contributors, Apache-2.0"
+release = randperc_plugins.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "requirements.txt"]
+
+# MyST: `#heading` anchors for links within and between pages, GitHub-style.
+myst_heading_anchors = 4
+
+# autodoc: members in source order, with the signatures' type hints in the description.
+autodoc_default_options = {"members": True, "member-order": "bysource"}
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+html_theme = "furo"
+html_title = f"randperc_plugins {release}"
