@@ -23,6 +23,8 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "requirements.txt"]
 
 # MyST: `#heading` anchors for links within and between pages, GitHub-style.
 myst_heading_anchors = 4
+# $...$ and $$...$$ maths (rendered by MathJax), as GitHub renders it.
+myst_enable_extensions = ["dollarmath"]
 
 # autodoc: members in source order, with the signatures' type hints in the description.
 autodoc_default_options = {"members": True, "member-order": "bysource"}
