@@ -42,7 +42,7 @@ step "randperc_plugins with every framework and the test tools"
     diffusers transformers huggingface_hub tokenizers opencv-python opencv-contrib-python pandas
 
 # Detectron2 is on no package registry: install the wheel built from its official source when the
-# project's wheel folder has one (CI and the project's machines); elsewhere the from-source
+# project's wheel folder has one (CI and the project's machines); elsewhere the README's from-source
 # install applies and the `detectron2` tests skip. Its PyPI dependencies are pinned in constraints.txt.
 WHEELS=${RANDPERC_WHEELS:-$ROOT/../shared/wheels}
 D2_WHEELS=("$WHEELS"/detectron2-*.whl)
@@ -52,7 +52,7 @@ if [ -e "${D2_WHEELS[0]}" ]; then
         "${PIP[@]}" -q "${D2_WHEELS[-1]}"
     fi
 else
-    step "detectron2: no wheel in $WHEELS; build it from source to run its tests (docs/getting_started.md)"
+    step "detectron2: no wheel in $WHEELS; build it from source to run its tests (README 'Detectron2')"
 fi
 
 "$PY" - <<'PY'
