@@ -1,4 +1,5 @@
 """Sphinx configuration of the randperc_plugins documentation (`make docs`)."""
+import importlib
 import os
 import sys
 
@@ -34,3 +35,28 @@ napoleon_numpy_docstring = False
 
 html_theme = "furo"
 html_title = f"randperc_plugins {release}"
+
+
+# The API reference documents each framework adapter by importing it, which imports its framework.
+# Where a framework is not installed (detectron2 is not on PyPI), the page says so instead of failing
+# the build; the adapter's docstrings are in its source file.
+ADAPTERS = ["randperc_plugins.mmseg", "randperc_plugins.mmagic", "randperc_plugins.mmdet",
+            "randperc_plugins.openmmlab", "randperc_plugins.detectron2"]
+
+
+def _missing_adapters(app, docname, source):
+    if docname != "api":
+        return
+    for module in ADAPTERS:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            path = module.replace(".", "/") + ".py"
+            source[0] = source[0].replace(
+                f".. automodule:: {module}\n",
+                f".. note:: ``{module}`` could not be imported where this page was built "
+                f"({error}); its reference is the docstrings of ``{path}``.\n")
+
+
+def setup(app):
+    app.connect("source-read", _missing_adapters)
