@@ -62,7 +62,7 @@ def headline_block(results: dict) -> str:
     baseline of the final values, with the 95% interval and the verdict)."""
     run = results["run"]
     seeds = sorted({len(v) for t in results["tasks"].values() for a in t["arms"].values() for v in a.values()})
-    lines = [f"`make demo`, preset `{run['preset']}` on {run['device_name']} ({run['device']}), "
+    lines = [f"Preset `{run['preset']}` on {run['device_name']} ({run['device']}), "
              f"{'/'.join(map(str, seeds))} seeds per arm: final values, mean ± std over seeds, and the "
              "difference from the baseline with its 95% interval (IoU in points, PSNR in dB).", "",
              "| task | metric | arm vs baseline | baseline | arm | Δ [95% CI] | verdict |",
