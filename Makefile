@@ -1,5 +1,5 @@
-# The commands of the README: `make demo`, `make test` and the fast `make test-core`. Each builds its
-# environment first when needed.
+# The commands of the README: `make demo`, `make test`, the fast `make test-core` and `make docs`. Each
+# builds its environment first when needed.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.randperc-env
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # pytest's exit code 5 means "no tests collected": not a failure for this project.
 run-pytest = $(1) -m pytest $(2) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected" || exit $$rc; }
 
-.PHONY: env env-core demo demo-readme test test-core test-slow test-all bench clean-env
+.PHONY: env env-core demo demo-readme test test-core test-slow test-all bench docs clean-env
 
 env: $(STAMP)
 
@@ -35,8 +35,8 @@ $(CORE_STAMP): constraints.txt setup.cfg pyproject.toml
 demo: env
 	$(PY) tools/demo.py
 
-# After `make demo`: record its run (docs/demo_results.json, the pictures) and rewrite the README's
-# demo results from it.
+# After `make demo`: record its run (docs/demo_results.json, the pictures) and rewrite the demo results
+# of docs/demo.md and the README's headline table from it.
 demo-readme: env
 	$(PY) tools/demo_readme.py demo_report
 
@@ -52,6 +52,12 @@ test-slow: env
 
 bench: env
 	$(PY) tools/benchmark.py all
+
+# The documentation site (docs/, Markdown through MyST) into docs/_build/html; warnings are errors. Its
+# requirements (docs/requirements.txt, pinned) are installed into the environment when missing.
+docs: env
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -r docs/requirements.txt
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean-env:
 	rm -rf $(VENV) $(CORE_VENV)

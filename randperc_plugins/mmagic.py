@@ -32,7 +32,7 @@ Range check: the first call of each loss reads the minimum and maximum of ``pred
 whether they are finite (one host synchronisation, at the first iteration only) and warns once if a
 value lies far outside ``[0, 1]`` (a model or preprocessor working in ``[0, 255]`` or ``[-1, 1]``): the
 defaults and the calibrated weights assume ``[0, 1]``. Doing it at every call would stall a GPU at every
-step; ``validate_args=True`` checks at every call and raises (for debugging; README, "What is checked,
+step; ``validate_args=True`` checks at every call and raises (for debugging; docs/losses.md, "What is checked,
 and when").
 """
 from __future__ import annotations

@@ -64,7 +64,7 @@ def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
     has_d2 = importlib.util.find_spec("detectron2") is not None
     skip_d2 = pytest.mark.skip(reason="detectron2 is not installed; build it from its source "
-                                      "(see README, 'Detectron2')")
+                                      "(see docs/getting_started.md, 'Detectron2')")
     for item in items:
         if _in_core_tier(str(item.path)):
             item.add_marker(pytest.mark.core)

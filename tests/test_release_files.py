@@ -8,7 +8,7 @@ import yaml
 import randperc_plugins
 
 REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
+CITING = (REPO / "docs" / "citing.md").read_text()  # the BibTeX of the docs page "Citing"
 SETUP = configparser.ConfigParser()
 SETUP.read(REPO / "setup.cfg")
 
@@ -33,10 +33,10 @@ def test_licence_is_the_apache_2_text_setup_declares():
     assert yaml.safe_load((REPO / "CITATION.cff").read_text())["license"] == "Apache-2.0"
 
 
-def test_citation_file_and_readme_bibtex_cite_the_same_papers():
+def test_citation_file_and_docs_bibtex_cite_the_same_papers():
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
-    bibtex = re.search(r"## Citing\n.*?```bibtex\n(.*?)```", README, flags=re.S).group(1)
+    bibtex = re.search(r"^# Citing\n.*?```bibtex\n(.*?)```", CITING, flags=re.S | re.M).group(1)
     entries = re.split(r"\n(?=@)", bibtex.strip())
     assert len(entries) == len(cff["references"]) + 1  # the papers and the software
     for ref in cff["references"]:

@@ -1,5 +1,5 @@
-"""Record a demo run in the README: copy REPORT/results.json and its pictures into docs/ and rewrite the
-README's demo results (between its markers) from that record.
+"""Record a demo run in the docs: copy REPORT/results.json and its pictures into docs/ and rewrite the
+demo results of docs/demo.md and the README's headline table (each between its markers) from that record.
 
     python tools/demo_readme.py [REPORT]    # REPORT: a `tools/demo.py` output folder (default demo_report)
 """
@@ -19,7 +19,8 @@ def main(argv=None):
     if not os.path.isfile(os.path.join(args.report, "results.json")):
         parser.error(f"{args.report}: no results.json; expected the output folder of tools/demo.py")
     update(args.report)
-    print(f"README.md: demo results rewritten from {args.report}/results.json (recorded in docs/)")
+    print(f"docs/demo.md and README.md: demo results rewritten from {args.report}/results.json "
+          "(recorded in docs/)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Every arm of a task trains through the demo's machinery (``demo.segmentation.prepare`` /
 ``demo.super_resolution.prepare``, ``demo.runs.train_all``) with the same seeds, data and iterations;
-an arm's line is the README's one line with ``perceptual=dict(...)``: its overrides and its weight.
+an arm's line is the one line of the framework's docs page with ``perceptual=dict(...)``: its overrides
+and its weight.
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ from . import task_inputs
 TASKS = ("sr", "segmentation", "instance_masks")
 #: Each task's key in :data:`randperc_plugins.losses.tasks.TASK_DEFAULTS`.
 TASK_KEYS = {"sr": "restoration", "segmentation": "segmentation", "instance_masks": "instance_masks"}
-#: The rows of the README's table: init x balance.
+#: The rows of the table in docs/losses.md: init x balance.
 INITS = ("gpl", "kaiming")
 SR_SIZE = (96, 96)
 SR_SCALE = 2

@@ -27,8 +27,8 @@ from . import report, segmentation, super_resolution
 
 # Per preset and stage: seeds, iterations, validation interval, sizes and learning rate; and the
 # training processes at a time. `cpu` is `make demo`'s on a machine without CUDA: chosen by measured
-# per-iteration costs to finish in 12 minutes on 2 cores (README, "Demo"); `gpu` is the default where
-# CUDA is available: more seeds, longer schedules, larger crops (not measured: see the README).
+# per-iteration costs to finish in 12 minutes on 2 cores (docs/demo.md); `gpu` is the default where
+# CUDA is available: more seeds, longer schedules, larger crops (not measured: see docs/demo.md).
 PRESETS = {
     "quick": dict(
         parallel=2,

@@ -1,63 +1,119 @@
-"""The README's demo results: the block between two markers in ``README.md``, rendered from the recorded
-run ``docs/demo_results.json`` (a copy of a demo's ``results.json``) with the demo's own renderer.
+"""The demo's recorded results in the documentation, rendered from the recorded run
+``docs/demo_results.json`` (a copy of a demo's ``results.json``) with the demo's own renderer:
 
-    python tools/demo_readme.py demo_report    # after `make demo`: record that run and rewrite the block
+* ``docs/demo.md`` (:data:`PAGE`) holds the report's lead (:func:`page_block`: the regime checks, the
+  answer per task, its table and its pictures) between :data:`START` and :data:`END`;
+* ``README.md`` holds one headline table (:func:`headline_block`) between :data:`HEADLINE_START` and
+  :data:`HEADLINE_END`.
 
-:func:`update` copies the report's ``results.json`` and pictures into ``docs/`` and writes
-:func:`readme_block` of it between the markers; a test checks that the README's block is that text, so
-the README's figures are what the demo wrote.
+Usage::
+
+    python tools/demo_readme.py demo_report    # after `make demo`: record that run, rewrite both blocks
+
+:func:`update` copies the report's ``results.json`` and pictures into ``docs/`` and writes both blocks
+from that record; a test checks that each file's block is that rendering, so the figures in the
+README and in the docs are what the demo wrote.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+from typing import Dict, Tuple
 
-from .report import render_summary
+from .report import TASKS, _fmt, _fmt_signed, comparisons, render_summary
 
-__all__ = ["START", "END", "RESULTS", "PICTURES", "readme_block", "current_block", "replace_block", "update"]
+__all__ = ["START", "END", "HEADLINE_START", "HEADLINE_END", "PAGE", "README", "RESULTS", "PICTURES",
+           "page_block", "headline_block", "current_block", "replace_block", "update"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START = "<!-- demo results: written by `python tools/demo_readme.py demo_report`, do not edit by hand -->"
 END = "<!-- end of demo results -->"
+HEADLINE_START = ("<!-- demo headline: written by `python tools/demo_readme.py demo_report`, "
+                  "do not edit by hand -->")
+HEADLINE_END = "<!-- end of demo headline -->"
+#: The documentation page that holds the full block, and the README that holds the headline table.
+PAGE = "docs/demo.md"
+README = "README.md"
 RESULTS = "docs/demo_results.json"
 # task -> (the picture in a demo report, its copy in docs/)
 PICTURES = {"super_resolution": ("super_resolution/samples.png", "docs/demo_sr_samples.png"),
             "segmentation": ("segmentation/samples.png", "docs/demo_seg_samples.png")}
+# Short task names for the headline table.
+_SHORT = {"super_resolution": "super-resolution (MMagic EDSR x2)",
+          "segmentation": "segmentation (MMSegmentation FCN)"}
 
 
-def readme_block(results: dict) -> str:
-    """The README's text for a recorded run: the demo report's lead, its pictures in ``docs/``."""
-    return render_summary(results, {task: docs for task, (_, docs) in PICTURES.items()})
+def _page_pictures() -> Dict[str, str]:
+    """The pictures as :data:`PAGE` links them (relative to its folder)."""
+    folder = os.path.dirname(PAGE)
+    return {task: os.path.relpath(docs, folder) for task, (_, docs) in PICTURES.items()}
 
 
-def current_block(readme_text: str) -> str:
+def page_block(results: dict) -> str:
+    """The text of ``docs/demo.md``'s block for a recorded run: the demo report's lead, its pictures
+    in ``docs/``."""
+    return render_summary(results, _page_pictures())
+
+
+def headline_block(results: dict) -> str:
+    """The README's text for a recorded run: one table, every headline metric of every task (arm minus
+    baseline of the final values, with the 95% interval and the verdict)."""
+    run = results["run"]
+    seeds = sorted({len(v) for t in results["tasks"].values() for a in t["arms"].values() for v in a.values()})
+    lines = [f"Preset `{run['preset']}` on {run['device_name']} ({run['device']}), "
+             f"{'/'.join(map(str, seeds))} seeds per arm: final values, mean ± std over seeds, and the "
+             "difference from the baseline with its 95% interval (IoU in points, PSNR in dB).", "",
+             "| task | metric | arm vs baseline | baseline | arm | Δ [95% CI] | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for task, record in results["tasks"].items():
+        for r in comparisons(task, record):
+            m, d = r["metric"], r["diff"]
+            if math.isfinite(d.low) and math.isfinite(d.high):
+                ci = (f"{_fmt_signed(task, m, d.value)} [{_fmt_signed(task, m, d.low)}, "
+                      f"{_fmt_signed(task, m, d.high)}]")
+            else:
+                ci = f"{_fmt_signed(task, m, d.value)} (no interval)"
+            lines.append(f"| {_SHORT.get(task, TASKS[task]['title'])} | {m} | `{r['arm']}` vs `{r['baseline']}` | "
+                         f"{_fmt(task, m, r['base'][0])} ± {_fmt(task, m, r['base'][1])} | "
+                         f"{_fmt(task, m, r['ours'][0])} ± {_fmt(task, m, r['ours'][1])} | {ci} | "
+                         f"{d.verdict()} |")
+    return "\n".join(lines) + "\n"
+
+
+def current_block(text: str, start: str = START, end: str = END) -> str:
     """The text between the markers (a ValueError when they are missing or out of order)."""
-    start, end = readme_text.find(START), readme_text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"the README must hold the markers {START!r} and {END!r}, in that order")
-    return readme_text[start + len(START):end].strip("\n") + "\n"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"the file must hold the markers {start!r} and {end!r}, in that order")
+    return text[i + len(start):j].strip("\n") + "\n"
 
 
-def replace_block(readme_text: str, block: str) -> str:
-    current_block(readme_text)  # checks the markers
-    start, end = readme_text.find(START) + len(START), readme_text.find(END)
-    return readme_text[:start] + "\n" + block.strip("\n") + "\n" + readme_text[end:]
+def replace_block(text: str, block: str, start: str = START, end: str = END) -> str:
+    current_block(text, start, end)  # checks the markers
+    i, j = text.find(start) + len(start), text.find(end)
+    return text[:i] + "\n" + block.strip("\n") + "\n" + text[j:]
 
 
-def update(report_dir: str, repo: str = REPO) -> str:
-    """Record the demo report in ``report_dir`` (its ``results.json`` and pictures into ``repo/docs``) and
-    rewrite the README's block from the record; return the block."""
+def _rewrite(path: str, block: str, start: str, end: str) -> None:
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(replace_block(text, block, start, end))
+
+
+def update(report_dir: str, repo: str = REPO) -> Tuple[str, str]:
+    """Record the demo report in ``report_dir`` (its ``results.json`` and pictures into ``repo/docs``),
+    rewrite ``docs/demo.md``'s block and the README's headline from the record, and return both blocks
+    (page, headline)."""
     with open(os.path.join(report_dir, "results.json")) as f:
         results = json.load(f)
     os.makedirs(os.path.join(repo, "docs"), exist_ok=True)
     shutil.copyfile(os.path.join(report_dir, "results.json"), os.path.join(repo, RESULTS))
     for report_path, docs_path in PICTURES.values():
         shutil.copyfile(os.path.join(report_dir, report_path), os.path.join(repo, docs_path))
-    readme = os.path.join(repo, "README.md")
-    with open(readme) as f:
-        text = f.read()
-    block = readme_block(results)
-    with open(readme, "w") as f:
-        f.write(replace_block(text, block))
-    return block
+    page, headline = page_block(results), headline_block(results)
+    _rewrite(os.path.join(repo, PAGE), page, START, END)
+    _rewrite(os.path.join(repo, README), headline, HEADLINE_START, HEADLINE_END)
+    return page, headline

@@ -1,5 +1,5 @@
 """Demo stage: semantic segmentation through MMSegmentation's runner on scenes with thin structures,
-cross-entropy against cross-entropy + each loss (the README's one-line form at its defaults)."""
+cross-entropy against cross-entropy + each loss (the one-line form of docs/mmseg.md at its defaults)."""
 from __future__ import annotations
 
 import os
@@ -67,7 +67,7 @@ resume = False
 randomness = dict(seed=0)
 """
 
-# The arms: the baseline, and the README's one line for each loss, at its defaults.
+# The arms: the baseline, and the one line for each loss (docs/mmseg.md), at its defaults.
 ARMS = {
     "ce": "",
     "ce+gpl": "model = dict(decode_head=dict(loss_decode=dict("

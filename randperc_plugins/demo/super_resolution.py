@@ -1,5 +1,5 @@
 """Demo stage: super-resolution through MMagic's runner on scikit-image's photographs, a small EDSR x2
-trained with L1 against L1 + each loss (the README's one-line form for ``model.pixel_loss``, at its
+trained with L1 against L1 + each loss (the one-line form of docs/mmagic.md for ``model.pixel_loss``, at its
 defaults)."""
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ log_processor = dict(window_size=1)
 randomness = dict(seed=0)
 """
 
-# The arms: the baseline, and the README's one line for each loss, at its defaults.
+# The arms: the baseline, and the one line for each loss (docs/mmagic.md), at its defaults.
 ARMS = {
     "l1": "",
     "l1+gpl": "model = dict(pixel_loss=dict(type='randperc_plugins.mmagic.AddRandomCNNPerceptualLoss'))",

@@ -451,7 +451,7 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
         validate_args: check the inputs' values (NaN, Inf, negative weights and, with the default
             Gaussian bandwidths, kept values of magnitude above 4: those bandwidths are made for
             ``[0, 1]``), which reads them on the host; pass ``False`` on a training path (shapes and
-            settings are always checked; README, "What is checked, and when"). Without it a negative
+            settings are always checked; docs/losses.md, "What is checked, and when"). Without it a negative
             or NaN weight counts as 0 (the pixel is ignored).
 
     Returns:

@@ -527,10 +527,10 @@ def random_cnn_distance(
     homogeneous, so both balances divide out any per-layer scale of the initialisation: ``'gpl'``
     and ``'kaiming'`` then give the same loss. Either balance lifts every default layer to at least
     a third of an equal share of the loss and of its gradient on the SR, segmentation and instance-mask
-    inputs of ``tools/layer_shares.py`` (README, "Layer shares"). ``'init'`` is the default: on the
+    inputs of ``tools/layer_shares.py`` (docs/losses.md, "Layer shares"). ``'init'`` is the default: on the
     demo's thin-structure segmentation it trained significantly better than no balance (line IoU
-    +4.9 [+0.65, +9.2], 6 seeds), on its super-resolution no significant difference (README,
-    "Ablation"); ``'target'`` made one SR run diverge. The balance sets the loss's scale, so
+    +4.9 [+0.65, +9.2], 6 seeds), on its super-resolution no significant difference
+    (docs/ablation.md); ``'target'`` made one SR run diverge. The balance sets the loss's scale, so
     ``loss_weight`` is calibrated with it (``tools/calibrate_loss_weight.py``).
 
     How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
@@ -574,7 +574,7 @@ def random_cnn_distance(
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
         validate_args: check the inputs' values (finite ``pred`` and ``target``, a finite
             non-negative ``weight``), which reads them on the host; pass ``False`` on a training path
-            (shapes and settings are always checked; README, "What is checked, and when"). Without it
+            (shapes and settings are always checked; docs/losses.md, "What is checked, and when"). Without it
             a negative or NaN weight counts as 0, as in Patch-MMD.
 
     Returns:
@@ -804,12 +804,12 @@ class RandomCNNPerceptualLoss(nn.Module):
       Unbalanced, with ``'gpl'``, stages 4 and 5 would add less than 1e-5 of the loss (and of its
       gradient) for about +55% of the cost, and even relu3_4 gives about 0.1% of it. Hence the
       default ``balance='init'`` (see :func:`random_cnn_distance`): each layer's term is divided by
-      its gain at initialisation, every compared layer then counts (the README's layer shares), and
+      its gain at initialisation, every compared layer then counts (the layer shares in docs/losses.md), and
       'gpl' and 'kaiming' give the same loss. The network stops after stage 3 for the cost (a deeper
       one is the ablation arm ``gpl_deeper``). ``balance='none'`` is release 0.2's loss.
-    * ``max_size=256``: chosen with ``tools/benchmark.py random-cnn`` (table in the README) so that the loss
-      costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch; SR patches
-      (96x96) are not resized. ``max_size=None`` computes it at full resolution.
+    * ``max_size=256``: chosen with ``tools/benchmark.py random-cnn`` (table in docs/benchmarks.md) so
+      that the loss costs a few percent of a PSPNet-R50 training step on a 512x1024 Cityscapes batch;
+      SR patches (96x96) are not resized. ``max_size=None`` computes it at full resolution.
 
     Args:
         in_channels: channels of the compared tensors; ``None`` (default) takes them from the first

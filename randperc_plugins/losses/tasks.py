@@ -41,7 +41,7 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # --num-classes 19`: 0.81 and 0.4); 150 classes (ADE20K) need about 4.9 and 1.2. The random-CNN
     # loss with the core's layer balance `balance='init'` (release 0.2: none, weight 5.0): on the
     # demo's thin-structure task it beat the unbalanced loss in line IoU by +4.91 [+0.65, +9.17] and
-    # cross-entropy alone in mIoU by +1.36 [+0.21, +2.51] (6 seeds; README, "Ablation"). Patch-MMD on
+    # cross-entropy alone in mIoU by +1.36 [+0.21, +2.51] (6 seeds; docs/ablation.md). Patch-MMD on
     # C-class maps: 3x3 patches (9 C values each), maps area-resized to at most 128 pixels (about 8k
     # patches for a 512x1024 crop), random features at that size.
     "segmentation": {
@@ -57,13 +57,13 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # that segmentation's evidence supports, and that makes every compared layer count, applies here
     # too. The network is VGG-19's first three stages at half width: forward and backward on 16x3x96x96
     # it costs 50 GFLOP, 0.14 of the VGG-19 loss SR configs use (197 GFLOP, 0.57, at full width, release
-    # 0.3); on the demo's SR task it did not differ from the full width (README, "Ablation"), and at
+    # 0.3); on the demo's SR task it did not differ from the full width (docs/ablation.md), and at
     # equal gradient share it takes the same weight (0.0996). Patch-MMD: random features above a few
     # hundred patches (a 96x96 crop has
-    # 8100 7x7 patches: 14x faster than exact, loss within about 1%, README patch-MMD table), and each
+    # 8100 7x7 patches: 14x faster than exact, loss within about 1%; docs/benchmarks.md), and each
     # patch's per-channel mean removed (`normalize='channel_mean'`): the one setting the ablation on
     # the demo's super-resolution task found significantly better than the earlier default (SSIM
-    # +0.0255 [+0.010, +0.041] over 3 seeds; README, "Ablation"). Release 0.2 had `normalize='none'`.
+    # +0.0255 [+0.010, +0.041] over 3 seeds; docs/ablation.md). Release 0.2 had `normalize='none'`.
     "restoration": {
         "random_cnn": dict(loss_weight=0.1, widths=VGG19_HALF_WIDTHS),
         "patch_mmd": dict(loss_weight=0.1, method="auto", normalize="channel_mean"),
@@ -77,7 +77,7 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # The random CNN is VGG-19's first three stages at a quarter width (a mask has one channel and 784
     # pixels): 17 GFLOP forward and backward at 256 ROIs, 0.7% of a Mask R-CNN R50-FPN train step at
     # 2x800x1333, against 267 GFLOP (10.6%) at full width (release 0.2); its gradient, boundary
-    # sensitivity and layer shares match the full width's (README, "Ablation"; `tools/mask_networks.py`).
+    # sensitivity and layer shares match the full width's (docs/ablation.md; `tools/mask_networks.py`).
     # On CUDA the adapters pad ROI batches to a multiple of `ROI_BUCKET` (`per_roi_in_buckets`).
     "instance_masks": {
         "random_cnn": dict(loss_weight=0.17, widths=VGG19_QUARTER_WIDTHS),

@@ -60,22 +60,33 @@ def test_one_line_builds_and_trains_a_step(baseline, loss):
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def _readme_detectron2_section():
+def _docs_detectron2_section():
+    """The code blocks of the Detectron2 page's "The one line" section (docs/detectron2.md)."""
     import os
     import re
-    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "README.md")
-    text = open(readme).read()
-    section = text[text.index("### Detectron2", text.index("## One line")):]
-    section = section[:section.index("\n## ")]
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "docs", "detectron2.md")
+    text = open(page).read()
+    section = text.split("## The one line\n", 1)[1].split("\n## ", 1)[0]
     return (re.findall(r"```py\n(.*?)```", section, flags=re.S),
             re.findall(r"```yaml\n(.*?)```", section, flags=re.S))
 
 
+def test_the_readme_gives_the_pages_lazyconfig_line():
+    import os
+    import re
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "README.md")
+    readme_lines = [line for block in re.findall(r"```py\n(.*?)```", open(readme).read(), flags=re.S)
+                    for line in block.splitlines() if line.strip()]
+    page_lines = [line for block in _docs_detectron2_section()[0] for line in block.splitlines()]
+    assert readme_lines and set(readme_lines) <= set(page_lines)
+
+
 @pytest.mark.parametrize("index", range(2))
-def test_readme_lazyconfig_lines_select_each_head(index):
+def test_docs_lazyconfig_lines_select_each_head(index):
     from detectron2.config import instantiate
-    py_blocks, _ = _readme_detectron2_section()
+    py_blocks, _ = _docs_detectron2_section()
     lines = [line for block in py_blocks for line in block.splitlines() if line.strip()]
     cfg = dm.model_zoo_config("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py")
     exec(lines[index], {"model": cfg.model})
@@ -83,10 +94,10 @@ def test_readme_lazyconfig_lines_select_each_head(index):
     assert type(head) is (MaskRCNNConvUpsampleHeadWithGPL, MaskRCNNConvUpsampleHeadWithPatchMMD)[index]
 
 
-def test_readme_yaml_lines_select_the_head(tmp_path):
+def test_docs_yaml_lines_select_the_head(tmp_path):
     from detectron2.config import get_cfg
     from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY
-    _, yaml_blocks = _readme_detectron2_section()
+    _, yaml_blocks = _docs_detectron2_section()
     path = tmp_path / "one_line.yaml"
     path.write_text(yaml_blocks[0])
     cfg = get_cfg()

@@ -1,6 +1,6 @@
-"""The validation policy in the detectron2 heads (README, "Validation"): `perceptual` checked when the
-head is built (a weight >= 0 in a LazyConfig or Python, where -1 is no "default"; `reduction` and
-`loss_name` honoured or refused), and YAML's -1 still meaning the task default."""
+"""The validation policy in the detectron2 heads (docs/losses.md, "What is checked, and when"): `perceptual`
+checked when the head is built (a weight >= 0 in a LazyConfig or Python, where -1 is no "default";
+`reduction` and `loss_name` honoured or refused), and YAML's -1 still meaning the task default."""
 import pytest
 import torch
 

@@ -10,7 +10,7 @@ from randperc_plugins.losses import RandomCNNPerceptualLoss, tasks
 from randperc_plugins.losses.random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
 
 #: A Mask R-CNN R50-FPN train step (torchvision's, 2x800x1333, 20 instances per image), forward and
-#: backward, counted with `tools/benchmark.py gpu --cpu-flops --tasks masks` (README, "Benchmarks").
+#: backward, counted with `tools/benchmark.py gpu --cpu-flops --tasks masks` (docs/benchmarks.md).
 MASK_RCNN_STEP_GFLOP = 2510.0
 
 

@@ -1,4 +1,4 @@
-"""The validation policy of the core losses and the task layer (README, "Validation").
+"""The validation policy of the core losses and the task layer (docs/losses.md, "What is checked, and when").
 
 Settings are checked when a loss is built; values (NaN/Inf, value range, weight sign, label range) per
 call only with ``validate_args=True``; without it every case has one documented meaning, the same in

@@ -148,7 +148,7 @@ def test_out_of_range_images_warn_once_with_the_range(scale, low, high):
         warnings.simplefilter("error")
         loss(pred, target)  # checked once: no second warning (and no second host read)
     checked = adapter.PatchMMDLoss(validate_args=True)
-    for _ in range(2):  # validate_args checks every call, and refuses (README, "What is checked")
+    for _ in range(2):  # validate_args checks every call, and refuses (docs/losses.md, "What is checked")
         with pytest.raises(ValueError, match=r"`pred` holds values in \[.*\], but the restoration defaults"):
             checked(pred, target)
 

@@ -1,6 +1,6 @@
-"""The validation policy in the mmagic adapter (README, "Validation"): settings checked when the config
-builds, no host read on the training path after the first call's range check, errors with
-validate_args, and video frames (N, T, C, H, W) through a BasicVSR config."""
+"""The validation policy in the mmagic adapter (docs/losses.md, "What is checked, and when"): settings
+checked when the config builds, no host read on the training path after the first call's range check,
+errors with validate_args, and video frames (N, T, C, H, W) through a BasicVSR config."""
 import pytest
 import torch
 

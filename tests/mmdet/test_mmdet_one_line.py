@@ -1,5 +1,6 @@
 """The one-line config on mmdet baselines the project does not ship: builds, trains a step, keeps keys."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, det_ba
 
 register_all_modules(init_default_scope=True)
 
-# The README's lines, verbatim.
+# The lines of the MMDetection page (docs/mmdet.md), verbatim; the README copies the first.
 ONE_LINE = {
     "gpl": "model = dict(roi_head=dict(mask_head=dict(loss_mask=dict("
            "type='randperc_plugins.mmdet.AddRandomCNNPerceptualLoss'))))",
@@ -25,6 +26,14 @@ UNSHIPPED_BASELINES = [
     "mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py",
     "mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py",
 ]
+
+
+def test_the_docs_and_the_readme_give_these_lines():
+    repo = Path(__file__).resolve().parents[2]
+    page = (repo / "docs" / "mmdet.md").read_text()
+    section = page.split("## The one line\n", 1)[1].split("\n## ", 1)[0]
+    assert all(line in section.splitlines() for line in ONE_LINE.values())
+    assert ONE_LINE["gpl"] in (repo / "README.md").read_text().splitlines()
 
 
 def drop_pretrained(node):

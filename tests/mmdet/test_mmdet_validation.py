@@ -1,6 +1,6 @@
-"""The validation policy in the mmdet adapter (README, "Validation"): settings checked when the config
-builds (weights, a composite that lost its baseline's keys, a clashing name), avg_factor=0 as mmdet's
-own losses treat it, no host read on the training path."""
+"""The validation policy in the mmdet adapter (docs/losses.md, "What is checked, and when"): settings
+checked when the config builds (weights, a composite that lost its baseline's keys, a clashing name),
+avg_factor=0 as mmdet's own losses treat it, no host read on the training path."""
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
-"""The validation policy in the mmseg adapter (README, "Validation"): settings checked when the config
-builds, with an error that says what to write; out-of-range labels ignored on the training path."""
+"""The validation policy in the mmseg adapter (docs/losses.md, "What is checked, and when"): settings
+checked when the config builds, with an error that says what to write; out-of-range labels ignored on the
+training path."""
 import pytest
 import torch
 

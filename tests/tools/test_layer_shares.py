@@ -1,4 +1,4 @@
-"""tools/layer_shares.py and randperc_plugins.analysis: the table it prints, its inputs, the README's copy."""
+"""tools/layer_shares.py and randperc_plugins.analysis: the table it prints, its inputs, the copy in docs/losses.md."""
 import doctest
 import os
 import re
@@ -9,8 +9,9 @@ import torch
 from randperc_plugins.analysis import layer_shares, task_inputs
 from randperc_plugins.losses import RandomCNNPerceptualLoss, tasks
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "README.md")
+# The docs page of the losses holds the table (its section "Layer shares of the random-CNN loss").
+PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    "docs", "losses.md")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -96,8 +97,8 @@ def test_every_compared_layer_counts_at_each_tasks_default():
     assert all(r["counts"] for r in rows), layer_shares.format_shares(rows)
 
 
-def test_readme_holds_the_command_and_a_table_in_the_tools_format():
-    text = open(README).read()
+def test_docs_hold_the_command_and_a_table_in_the_tools_format():
+    text = open(PAGE).read()
     assert "python tools/layer_shares.py" in text
     header = ("| task | init | balance | relu1_2 loss % / grad % | relu2_2 loss % / grad % | "
               "relu3_4 loss % / grad % | every layer >= 11.1% |")
