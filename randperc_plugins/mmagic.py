@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ._adapter import PerceptualTerm, check_loss_name
 from .losses.tasks import restoration_inputs
 from .losses.utils import UNIT_RANGE_TOLERANCE, check_bool
-from .openmmlab import build_perceptual_term, log_loss_term
+from .openmmlab import build_baseline_loss, build_perceptual_term, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss",
            "GANRandomCNNPerceptualLoss", "GANPatchMMDLoss"]
@@ -181,15 +181,12 @@ class _AddToPixelLoss(nn.Module):
     def __init__(self, base_type: str = "L1Loss", perceptual: Optional[dict] = None,
                  base_loss_name: str = "loss_pix", **base_kwargs) -> None:
         super().__init__()
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline pixel loss, "
-                            f"got {type(base_type).__name__}")
         if "base_name" in base_kwargs:  # the spelling of release 0.2
             warnings.warn("`base_name` is deprecated: write `base_loss_name` (as in the mmdet adapter)",
                           DeprecationWarning, stacklevel=2)
             base_loss_name = base_kwargs.pop("base_name")
         self.base_loss_name = check_loss_name(base_loss_name)
-        self.base = MODELS.build(dict(type=base_type, **base_kwargs))
+        self.base = build_baseline_loss(MODELS, base_type, base_kwargs, "pixel loss")
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual, self.base_loss_name,
                                                 "pixel_loss")
 

@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from ._adapter import PerceptualTerm, check_distinct_loss_names, check_loss_name, reduce_per_sample_loss
 from .losses.tasks import instance_mask_inputs, per_roi_in_buckets
 from .losses.utils import check_reduction
-from .openmmlab import build_perceptual_term, log_loss_term
+from .openmmlab import build_baseline_loss, build_perceptual_term, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -149,10 +149,8 @@ class _AddToMaskLoss(nn.Module):
     def __init__(self, base_type: str = "CrossEntropyLoss", perceptual: Optional[dict] = None,
                  base_loss_name: str = "loss_mask_ce", **base_kwargs) -> None:
         super().__init__()
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
-                            f"got {type(base_type).__name__}")
         self.base_loss_name = check_loss_name(base_loss_name)
+        self.base = build_baseline_loss(MODELS, base_type, base_kwargs, "mask loss")
         if base_type.split(".")[-1] == "CrossEntropyLoss" and not base_kwargs.get("use_mask"):
             # the baseline's keys are gone (`_delete_=True`): cross-entropy on class indices would
             # fail deep inside with "expected scalar type Long but found Float"
@@ -161,7 +159,6 @@ class _AddToMaskLoss(nn.Module):
                              f"write loss_mask=dict(type='{type(self).__module__}.{type(self).__name__}', "
                              f"use_mask=True, loss_weight=1.0), or merge into the baseline's loss_mask "
                              f"without `_delete_`")
-        self.base = MODELS.build(dict(type=base_type, **base_kwargs))
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
                                                 self.base_loss_name, "loss_mask")
         # mmdet logs the sum of both parts as `loss_mask`: the term may not take that name either

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ._adapter import PerceptualTerm, reduce_per_sample_loss
 from .losses import tasks
 from .losses.utils import check_reduction
-from .openmmlab import build_perceptual_term
+from .openmmlab import build_baseline_loss, build_perceptual_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
@@ -121,10 +121,7 @@ class _AddToBaseLoss(nn.ModuleList):
 
     def __init__(self, base_type: str = "CrossEntropyLoss", perceptual: Optional[dict] = None,
                  **base_kwargs) -> None:
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
-                            f"got {type(base_type).__name__}")
-        base = MODELS.build(dict(type=base_type, **base_kwargs))
+        base = build_baseline_loss(MODELS, base_type, base_kwargs, "loss")
         super().__init__([base, build_perceptual_term(self.perceptual_cls, perceptual,
                                                       getattr(base, "loss_name", None),
                                                       "loss_decode")])

@@ -26,10 +26,19 @@ from torch import Tensor, nn
 
 from ._adapter import check_distinct_loss_names, check_loss_name, check_perceptual
 
-__all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name"]
+__all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name", "build_baseline_loss", "build_perceptual_term"]
 
 # (name, host copy, event that completes the copy): GPU terms waiting to be published
 _pending: List[Tuple[str, Tensor, Optional["torch.cuda.Event"]]] = []
+
+
+def build_baseline_loss(registry, base_type, base_kwargs: dict, what: str) -> nn.Module:
+    """The baseline loss of a "baseline + perceptual" composite: ``registry.build(dict(type=base_type,
+    **base_kwargs))``, with ``base_type`` checked (``what`` names the baseline in the message)."""
+    if not isinstance(base_type, str):
+        raise TypeError(f"`base_type` must be the registered name of the baseline {what}, "
+                        f"got {type(base_type).__name__}")
+    return registry.build(dict(type=base_type, **base_kwargs))
 
 
 def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[str],
