@@ -817,11 +817,12 @@ class PatchMMDLoss(nn.Module):
         check_seed(seed)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
-                return_terms: bool = False):
-        """Loss between ``pred`` and ``target``; ``weight`` masks the pixels of both (0 = ignored).
+                target_weight: Optional[Tensor] = None, return_terms: bool = False):
+        """Loss between ``pred`` and ``target``; ``weight`` masks the pixels of both (0 = ignored),
+        or of ``pred`` only when ``target_weight`` masks the target's (as in :func:`patch_mmd`).
 
         With ``return_terms`` (and ``squared=True``) also the per-level, per-bandwidth terms."""
-        return _patch_mmd_loss(pred, target, weight, None, self.spec, self.seed, self._generator,
+        return _patch_mmd_loss(pred, target, weight, target_weight, self.spec, self.seed, self._generator,
                                self.squared, self.reduction, self.loss_weight, return_terms,
                                self.validate_args)
 
