@@ -44,11 +44,9 @@ from detectron2.modeling.roi_heads.mask_head import (ROI_MASK_HEAD_REGISTRY, Mas
 from detectron2.structures import Instances
 from torch import Tensor, nn
 
-from .losses._utils import (check_distinct_loss_names, check_loss_name_has_loss, check_loss_weight,
-                            check_perceptual, check_reduction, check_validate_args)
-from .losses.patch_mmd import PatchMMDLoss
-from .losses.random_cnn import RandomCNNPerceptualLoss
-from .losses.tasks import instance_mask_inputs, per_roi_in_buckets, task_defaults
+from ._adapter import check_distinct_loss_names, check_perceptual, reduce_per_sample_loss, term_settings
+from .losses import build_core_loss
+from .losses.tasks import instance_mask_inputs, per_roi_in_buckets
 
 __all__ = ["MaskRCNNConvUpsampleHeadWithGPL", "MaskRCNNConvUpsampleHeadWithPatchMMD",
            "add_randperc_config", "roi_mask_targets"]
@@ -113,8 +111,7 @@ def roi_mask_targets(instances: List[Instances], mask_side_len: int, device: tor
 class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
     """Detectron2's conv-upsample mask head plus one perceptual term (``core_cls``) on its mask logits."""
 
-    core_cls: type = nn.Module
-    core_name = ""       # key of the core loss in TASK_DEFAULTS
+    core_loss = ""       # key of the core loss in TASK_DEFAULTS (and losses.CORE_LOSSES)
     loss_key = "loss_mask"
 
     @configurable
@@ -135,27 +132,24 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         super().__init__(input_shape, num_classes=num_classes, conv_dims=conv_dims,
                          conv_norm=conv_norm, **kwargs)
         owner = type(self).__name__
-        settings = {"loss_weight": 1.0, **task_defaults("instance_masks", self.core_name),
-                    **check_perceptual(perceptual, owner)}
-        self.loss_key = check_distinct_loss_names(
-            check_loss_name_has_loss(settings.pop("loss_name", self.loss_key)), ("loss_mask",), owner)
-        self.perceptual_weight = check_loss_weight(settings.pop("loss_weight"),
-                                                   "perceptual['loss_weight']")
+        settings = term_settings("instance_masks", self.core_loss, check_perceptual(perceptual, owner),
+                                 self.loss_key, weight_name="perceptual['loss_weight']")
+        self.loss_key = check_distinct_loss_names(settings.loss_name, ("loss_mask",), owner)
+        self.perceptual_weight = settings.loss_weight
         # Per ROI from the core; the head reduces over the ROIs itself (see perceptual_mask_loss):
         # 'mean' (detectron2's mask loss is a mean over the ROIs) or 'sum'
-        self.perceptual_reduction = check_reduction(settings.pop("reduction", "mean"))
+        self.perceptual_reduction = settings.reduction
         if self.perceptual_reduction == "none":
             raise ValueError("`perceptual['reduction']` must be 'mean' or 'sum': the head returns one "
                              "scalar per loss, got 'none'")
-        settings["reduction"] = "none"
         # the core's value checks read tensors on the host: off unless asked for (then the task layer's too)
-        self.validate_args = check_validate_args(settings.setdefault("validate_args", False))
+        self.validate_args = settings.validate_args
         # Not a child module: `layers()` runs every child of this nn.Sequential, and state_dict()
         # and DDP see only children. Its buffers follow the logits' device on the first call.
-        object.__setattr__(self, "_perceptual_loss", self._build_core(settings))
+        object.__setattr__(self, "_perceptual_loss", self._build_core(settings.core))
 
     def _build_core(self, settings: dict) -> nn.Module:
-        return self.core_cls(**settings)
+        return build_core_loss(self.core_loss, **settings)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -200,11 +194,7 @@ class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
         if any(b.device != mask_logits.device for b in loss_fn.buffers()):
             loss_fn.to(mask_logits.device)
         per_roi = per_roi_in_buckets(loss_fn, probability, target)
-        # the mean over the ROIs, as a sum over a Python count: zero ROIs give 0 with a gradient, not
-        # the NaN of an empty mean, and reading the count needs no host synchronisation
-        if self.perceptual_reduction == "sum":
-            return per_roi.sum() * self.perceptual_weight
-        return per_roi.sum() * (self.perceptual_weight / max(per_roi.shape[0], 1))
+        return self.perceptual_weight * reduce_per_sample_loss(per_roi, self.perceptual_reduction)
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
@@ -224,13 +214,12 @@ class MaskRCNNConvUpsampleHeadWithGPL(_MaskRCNNConvUpsampleHeadWithPerceptual):
         True
     """
 
-    core_cls = RandomCNNPerceptualLoss
-    core_name = "random_cnn"
+    core_loss = "random_cnn"
     loss_key = "loss_mask_gpl"
 
     def _build_core(self, settings: dict) -> nn.Module:
         # one channel: the ground-truth class's foreground probability; weights drawn now, not lazily
-        return RandomCNNPerceptualLoss(1, **settings)
+        return build_core_loss(self.core_loss, in_channels=1, **settings)
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
@@ -242,6 +231,5 @@ class MaskRCNNConvUpsampleHeadWithPatchMMD(_MaskRCNNConvUpsampleHeadWithPerceptu
     any of its arguments.
     """
 
-    core_cls = PatchMMDLoss
-    core_name = "patch_mmd"
+    core_loss = "patch_mmd"
     loss_key = "loss_mask_patch_mmd"

@@ -44,18 +44,16 @@ import torch
 from mmagic.registry import MODELS
 from torch import Tensor, nn
 
-from .losses._utils import check_bool, check_loss_weight, check_reduction, check_validate_args
-from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
-from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .losses.tasks import restoration_inputs, task_defaults
-from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
+from ._adapter import PerceptualTerm, check_loss_name
+from .losses.tasks import restoration_inputs
+from .losses.utils import UNIT_RANGE_TOLERANCE, check_bool
+from .openmmlab import build_baseline_loss, build_perceptual_term, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss",
            "GANRandomCNNPerceptualLoss", "GANPatchMMDLoss"]
 
-#: Values outside this interval mean the images are not in [0, 1] (an SR output overshoots [0, 1] a
-#: little; [-1, 1] images have pixels below -0.5, [0, 255] images above 1.5).
-RANGE_TOLERANCE = (-0.5, 1.5)
+#: Values outside this interval mean the images are not in [0, 1] (the task layer's bound).
+RANGE_TOLERANCE = UNIT_RANGE_TOLERANCE
 
 
 def _pixel_mask(weight: Optional[Tensor], pred: Tensor) -> Optional[Tensor]:
@@ -70,32 +68,18 @@ def _pixel_mask(weight: Optional[Tensor], pred: Tensor) -> Optional[Tensor]:
     return weight
 
 
-class _MMagicPerceptualLoss(nn.Module):
-    """mmagic's pixel-loss contract around one core loss (``core_cls``), with the restoration defaults."""
+class _MMagicPerceptualLoss(PerceptualTerm):
+    """mmagic's pixel-loss contract around one core loss, with the restoration defaults."""
 
-    core_cls: type = nn.Module
-    core_name = ""  # key of the core loss in :data:`randperc_plugins.losses.tasks.TASK_DEFAULTS`
-    default_loss_name = "loss"
+    task = "restoration"
 
     def __init__(self, loss_weight: Optional[float] = None, reduction: str = "mean",
                  sample_wise: bool = False, loss_name: Optional[str] = None,
-                 validate_args: bool = False, **core_kwargs) -> None:
-        super().__init__()
-        defaults = task_defaults("restoration", self.core_name)
-        default_weight = defaults.pop("loss_weight", 1.0)
-        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
-        self.reduction = check_reduction(reduction)
+                 validate_args: bool = False, **core_settings) -> None:
+        super().__init__(loss_weight=loss_weight, loss_name=loss_name, reduction=reduction,
+                         validate_args=validate_args, **core_settings)
         self.sample_wise = check_bool(sample_wise, "sample_wise")
-        self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = check_validate_args(validate_args)
         self._checked = False
-        # The core returns per-sample values; mmagic's reduction and sample_wise are applied here.
-        self.core = self.core_cls(reduction="none", validate_args=self.validate_args, **{**defaults, **core_kwargs})
-
-    @property
-    def loss_name(self) -> str:
-        """The name under which the composite losses log this term."""
-        return self._loss_name
 
     def _check_values(self, pred: Tensor, target: Tensor) -> None:
         # One host read for both tensors: finiteness and range.
@@ -164,8 +148,7 @@ class RandomCNNPerceptualLoss(_MMagicPerceptualLoss):
         (torch.Size([2, 3, 32, 32]), 0)
     """
 
-    core_cls = _CoreRandomCNNPerceptualLoss
-    core_name = "random_cnn"
+    core_loss = "random_cnn"
     default_loss_name = "loss_gpl"
 
 
@@ -183,8 +166,7 @@ class PatchMMDLoss(_MMagicPerceptualLoss):
         torch.Size([2])
     """
 
-    core_cls = _CorePatchMMDLoss
-    core_name = "patch_mmd"
+    core_loss = "patch_mmd"
     default_loss_name = "loss_patch_mmd"
 
 
@@ -197,14 +179,15 @@ class _AddToPixelLoss(nn.Module):
     perceptual_cls: type = nn.Module
 
     def __init__(self, base_type: str = "L1Loss", perceptual: Optional[dict] = None,
-                 base_name: str = "loss_pix", **base_kwargs) -> None:
+                 base_loss_name: str = "loss_pix", **base_kwargs) -> None:
         super().__init__()
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline pixel loss, "
-                            f"got {type(base_type).__name__}")
-        self.base_name = check_loss_name(base_name)
-        self.base = MODELS.build(dict(type=base_type, **base_kwargs))
-        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual, self.base_name,
+        if "base_name" in base_kwargs:  # the spelling of release 0.2
+            warnings.warn("`base_name` is deprecated: write `base_loss_name` (as in the mmdet adapter)",
+                          DeprecationWarning, stacklevel=2)
+            base_loss_name = base_kwargs.pop("base_name")
+        self.base_loss_name = check_loss_name(base_loss_name)
+        self.base = build_baseline_loss(MODELS, base_type, base_kwargs, "pixel loss")
+        self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual, self.base_loss_name,
                                                 "pixel_loss")
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
@@ -216,7 +199,7 @@ class _AddToPixelLoss(nn.Module):
             raise ValueError(f"`reduction` must be 'mean' or 'sum' in both losses of {type(self).__name__} "
                              f"(their sum is the editor's one loss), got shapes {tuple(base.shape)} and "
                              f"{tuple(term.shape)}")
-        log_loss_term(self.base_name, base)
+        log_loss_term(self.base_loss_name, base)
         log_loss_term(self.perceptual.loss_name, term)
         return base + term
 

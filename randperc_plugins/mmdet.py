@@ -38,8 +38,8 @@ A batch without positive ROIs (``R = 0``) gives a finite 0 with a gradient; mmde
 the baseline's keys and loads into it with ``strict=True``.
 
 Bad input (mismatched shapes or ROI counts, labels outside the head's classes) raises an error naming
-the argument. The label range is read only where that costs no host synchronisation: labels on the CPU,
-or with ``validate_args=True``.
+the argument. The label range is read (a host read) only with ``validate_args=True``, as in every
+adapter; without it an ROI whose label is no channel contributes 0.
 
 Example (one line in a config that inherits an mmdet baseline)::
 
@@ -52,43 +52,20 @@ from __future__ import annotations
 from typing import Optional
 
 from mmdet.registry import MODELS
-import torch
 from torch import Tensor, nn
 
-from .losses._utils import check_distinct_loss_names, check_loss_weight, check_reduction, check_validate_args
-from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
-from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .losses.tasks import instance_mask_inputs, per_roi_in_buckets, task_defaults
-from .openmmlab import build_perceptual_term, check_loss_name, log_loss_term
+from ._adapter import PerceptualTerm, check_distinct_loss_names, check_loss_name, reduce_per_sample_loss
+from .losses.tasks import instance_mask_inputs, per_roi_in_buckets
+from .losses.utils import check_reduction
+from .openmmlab import build_baseline_loss, build_perceptual_term, log_loss_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
 
-class _MMDetMaskPerceptualLoss(nn.Module):
-    """mmdet's mask-loss call around one core loss (``core_cls``), which sees one ROI per sample."""
+class _MMDetMaskPerceptualLoss(PerceptualTerm):
+    """mmdet's mask-loss call around one core loss, which sees one ROI per sample."""
 
-    core_cls: type = nn.Module
-    core_key = ""  # the loss's entry in TASK_DEFAULTS["instance_masks"]
-    default_loss_name = "loss"
-
-    def __init__(self, loss_weight: Optional[float] = None, loss_name: Optional[str] = None,
-                 reduction: str = "mean", validate_args: Optional[bool] = None, **core_kwargs) -> None:
-        super().__init__()
-        defaults = task_defaults("instance_masks", self.core_key)
-        default_weight = defaults.pop("loss_weight", 1.0)
-        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
-        self.reduction = check_reduction(reduction)
-        self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        self.validate_args = None if validate_args is None else check_validate_args(validate_args)
-        # The core returns one value per ROI; the reduction over ROIs and loss_weight are applied here.
-        # value checks of the core read tensors on the host: only when asked for explicitly
-        self.core = self.core_cls(reduction="none", validate_args=bool(validate_args),
-                                  **{**defaults, **core_kwargs})
-
-    @property
-    def loss_name(self) -> str:
-        """The key under which this term is logged."""
-        return self._loss_name
+    task = "instance_masks"
 
     def forward(self, mask_logits: Tensor, mask_targets: Tensor, labels: Tensor,
                 weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
@@ -100,10 +77,8 @@ class _MMDetMaskPerceptualLoss(nn.Module):
         Returns a scalar, or ``(R,)`` with ``reduction='none'``.
         """
         reduction = check_reduction(reduction_override or self.reduction)
-        # Reading the labels on the host is free on the CPU; on a GPU only on request (a sync).
-        validate = labels.device.type == "cpu" if self.validate_args is None else self.validate_args
         probability, target = instance_mask_inputs(mask_logits, mask_targets, labels,
-                                                   validate_args=validate)
+                                                   validate_args=self.validate_args)
         num_rois = probability.shape[0]
         if weight is not None and tuple(weight.shape) != (num_rois,):
             raise ValueError(f"`weight` must hold one weight per ROI ({num_rois},), "
@@ -114,18 +89,7 @@ class _MMDetMaskPerceptualLoss(nn.Module):
             zero = mask_logits.sum() * 0
             return zero.to(probability.dtype) if reduction != "none" else per_roi
         per_roi = per_roi_in_buckets(self.core, probability, target)
-        if weight is not None:
-            per_roi = per_roi * weight.to(per_roi.dtype)
-        if reduction == "none":
-            loss = per_roi
-        elif reduction == "sum":
-            loss = per_roi.sum()
-        elif avg_factor is not None:
-            # as mmdet's weight_reduce_loss: an avg_factor of 0 (no positive sample) gives 0, not Inf
-            loss = per_roi.sum() / (avg_factor + torch.finfo(torch.float32).eps)
-        else:
-            loss = per_roi.mean()
-        return self.loss_weight * loss
+        return self.loss_weight * reduce_per_sample_loss(per_roi, reduction, weight, avg_factor)
 
 
 @MODELS.register_module()
@@ -147,8 +111,7 @@ class RandomCNNPerceptualLoss(_MMDetMaskPerceptualLoss):
         (torch.Size([]), 0)
     """
 
-    core_cls = _CoreRandomCNNPerceptualLoss
-    core_key = "random_cnn"
+    core_loss = "random_cnn"
     default_loss_name = "loss_mask_gpl"
 
 
@@ -167,8 +130,7 @@ class PatchMMDLoss(_MMDetMaskPerceptualLoss):
         >>> loss(logits, (torch.rand(4, 28, 28) > 0.5).float(), torch.zeros(4, dtype=torch.long)).backward()
     """
 
-    core_cls = _CorePatchMMDLoss
-    core_key = "patch_mmd"
+    core_loss = "patch_mmd"
     default_loss_name = "loss_mask_patch_mmd"
 
 
@@ -187,10 +149,8 @@ class _AddToMaskLoss(nn.Module):
     def __init__(self, base_type: str = "CrossEntropyLoss", perceptual: Optional[dict] = None,
                  base_loss_name: str = "loss_mask_ce", **base_kwargs) -> None:
         super().__init__()
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline mask loss, "
-                            f"got {type(base_type).__name__}")
         self.base_loss_name = check_loss_name(base_loss_name)
+        self.base = build_baseline_loss(MODELS, base_type, base_kwargs, "mask loss")
         if base_type.split(".")[-1] == "CrossEntropyLoss" and not base_kwargs.get("use_mask"):
             # the baseline's keys are gone (`_delete_=True`): cross-entropy on class indices would
             # fail deep inside with "expected scalar type Long but found Float"
@@ -199,7 +159,6 @@ class _AddToMaskLoss(nn.Module):
                              f"write loss_mask=dict(type='{type(self).__module__}.{type(self).__name__}', "
                              f"use_mask=True, loss_weight=1.0), or merge into the baseline's loss_mask "
                              f"without `_delete_`")
-        self.base = MODELS.build(dict(type=base_type, **base_kwargs))
         self.perceptual = build_perceptual_term(self.perceptual_cls, perceptual,
                                                 self.base_loss_name, "loss_mask")
         # mmdet logs the sum of both parts as `loss_mask`: the term may not take that name either

@@ -27,45 +27,24 @@ from typing import Optional
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ._adapter import PerceptualTerm, reduce_per_sample_loss
 from .losses import tasks
-from .losses._utils import check_loss_weight, check_reduction, check_validate_args, reduce_per_sample
-from .losses.patch_mmd import PatchMMDLoss as _CorePatchMMDLoss
-from .losses.random_cnn import RandomCNNPerceptualLoss as _CoreRandomCNNPerceptualLoss
-from .openmmlab import build_perceptual_term, check_loss_name
+from .losses.utils import check_reduction
+from .openmmlab import build_baseline_loss, build_perceptual_term
 
 __all__ = ["RandomCNNPerceptualLoss", "PatchMMDLoss", "AddRandomCNNPerceptualLoss", "AddPatchMMDLoss"]
 
 
-class _MMSegPerceptualLoss(nn.Module):
+class _MMSegPerceptualLoss(PerceptualTerm):
     """mmseg's loss contract around one core loss: translation of the call and of the names only.
 
     The segmentation facts (softmax against one-hot, the ignore mask, the calibrated weights) live in
-    :mod:`randperc_plugins.losses.tasks`. ``validate_args`` is off by default: the value checks (label
-    range, NaN/Inf) read tensors on the host, which would stall the GPU at every training step; set it
-    in a config to debug a dataset.
+    :mod:`randperc_plugins.losses.tasks`; the settings in :class:`randperc_plugins._adapter.PerceptualTerm`.
+    ``validate_args`` is off by default: the value checks (label range, NaN/Inf) read tensors on the
+    host, which would stall the GPU at every training step; set it in a config to debug a dataset.
     """
 
-    core_cls: type = nn.Module
-    task_loss = ""  # the core loss's key in `tasks.TASK_DEFAULTS`
-    default_loss_name = "loss"
-
-    def __init__(self, loss_weight: Optional[float] = None, loss_name: Optional[str] = None,
-                 reduction: str = "mean", validate_args: bool = False, **core_kwargs) -> None:
-        super().__init__()
-        defaults = tasks.task_defaults("segmentation", self.task_loss)
-        default_weight = defaults.pop("loss_weight")  # applied here, not by the core
-        self.loss_weight = check_loss_weight(default_weight if loss_weight is None else loss_weight)
-        self.reduction = check_reduction(reduction)
-        self._loss_name = check_loss_name(self.default_loss_name if loss_name is None else loss_name)
-        # The core returns per-sample values; mmseg's `reduction_override` is applied here.
-        self.validate_args = check_validate_args(validate_args)
-        self.core = self.core_cls(**{**defaults, **core_kwargs, "reduction": "none",
-                                     "validate_args": validate_args})
-
-    @property
-    def loss_name(self) -> str:
-        """The key under which mmseg logs and sums this term."""
-        return self._loss_name
+    task = "segmentation"
 
     def forward(self, cls_score: Tensor, label: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None, reduction_override: Optional[str] = None,
@@ -86,7 +65,7 @@ class _MMSegPerceptualLoss(nn.Module):
             cls_score, label, ignore_index=ignore_index, weight=weight,
             validate_args=self.validate_args)
         per_sample = self.core(probabilities, one_hot, mask)
-        return self.loss_weight * reduce_per_sample(per_sample, reduction)
+        return self.loss_weight * reduce_per_sample_loss(per_sample, reduction)
 
 
 @MODELS.register_module()
@@ -105,8 +84,7 @@ class RandomCNNPerceptualLoss(_MMSegPerceptualLoss):
     balance, weight 5.0): ``balance='none', loss_weight=5.0``.
     """
 
-    core_cls = _CoreRandomCNNPerceptualLoss
-    task_loss = "random_cnn"
+    core_loss = "random_cnn"
     default_loss_name = "loss_gpl"
 
 
@@ -127,8 +105,7 @@ class PatchMMDLoss(_MMSegPerceptualLoss):
     patch-mmd --num-classes 19``); for 150 classes the same balance needs about 1.2.
     """
 
-    core_cls = _CorePatchMMDLoss
-    task_loss = "patch_mmd"
+    core_loss = "patch_mmd"
     default_loss_name = "loss_patch_mmd"
 
 
@@ -144,10 +121,7 @@ class _AddToBaseLoss(nn.ModuleList):
 
     def __init__(self, base_type: str = "CrossEntropyLoss", perceptual: Optional[dict] = None,
                  **base_kwargs) -> None:
-        if not isinstance(base_type, str):
-            raise TypeError(f"`base_type` must be the registered name of the baseline loss, "
-                            f"got {type(base_type).__name__}")
-        base = MODELS.build(dict(type=base_type, **base_kwargs))
+        base = build_baseline_loss(MODELS, base_type, base_kwargs, "loss")
         super().__init__([base, build_perceptual_term(self.perceptual_cls, perceptual,
                                                       getattr(base, "loss_name", None),
                                                       "loss_decode")])

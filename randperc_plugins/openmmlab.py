@@ -24,22 +24,21 @@ import torch
 from mmengine.logging import MessageHub
 from torch import Tensor, nn
 
-__all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name"]
+from ._adapter import check_distinct_loss_names, check_loss_name, check_perceptual
+
+__all__ = ["log_loss_term", "flush_loss_terms", "check_loss_name", "build_baseline_loss", "build_perceptual_term"]
 
 # (name, host copy, event that completes the copy): GPU terms waiting to be published
 _pending: List[Tuple[str, Tensor, Optional["torch.cuda.Event"]]] = []
 
 
-def check_loss_name(loss_name: str) -> str:
-    """Return ``loss_name`` if it contains ``'loss'``; raise ``ValueError`` otherwise.
-
-    mmengine's ``parse_losses`` back-propagates only the entries whose key contains ``'loss'``: any
-    other name would be logged and silently never trained.
-    """
-    if not isinstance(loss_name, str) or "loss" not in loss_name:
-        raise ValueError(f"`loss_name` must contain 'loss' (OpenMMLab back-propagates only such terms), "
-                         f"got {loss_name!r}")
-    return loss_name
+def build_baseline_loss(registry, base_type, base_kwargs: dict, what: str) -> nn.Module:
+    """The baseline loss of a "baseline + perceptual" composite: ``registry.build(dict(type=base_type,
+    **base_kwargs))``, with ``base_type`` checked (``what`` names the baseline in the message)."""
+    if not isinstance(base_type, str):
+        raise TypeError(f"`base_type` must be the registered name of the baseline {what}, "
+                        f"got {type(base_type).__name__}")
+    return registry.build(dict(type=base_type, **base_kwargs))
 
 
 def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[str],
@@ -54,18 +53,8 @@ def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[
         ValueError: if the term would be logged under the baseline's own name (its value would be
             merged into the baseline's log entry).
     """
-    if perceptual is None:
-        perceptual = {}
-    if not isinstance(perceptual, dict):
-        raise TypeError(f"`perceptual` must be a dict of the term's settings, e.g. "
-                        f"{config_key}=dict(type=..., perceptual=dict(loss_weight=0.5)); got "
-                        f"{type(perceptual).__name__} {perceptual!r}")
-    term = perceptual_cls(**perceptual)
-    term_name = getattr(term, "loss_name", None)
-    if base_name is not None and term_name == base_name:
-        raise ValueError(f"`perceptual['loss_name']`={term_name!r} is the baseline loss's own name: the "
-                         f"two terms would be logged as one; choose another name containing 'loss' "
-                         f"(the default is {perceptual_cls().loss_name!r})")
+    term = perceptual_cls(**check_perceptual(perceptual, perceptual_cls.__name__, config_key))
+    check_distinct_loss_names(term.loss_name, (base_name,), perceptual_cls.__name__)
     return term
 
 

@@ -16,6 +16,23 @@ from .patch_mmd import PatchMMDLoss, PatchMMDSpec, extract_patches, patch_mmd, p
 from .random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec, random_cnn_distance,
                          random_cnn_perceptual_loss, random_cnn_weights)
 
-__all__ = ["RandomCNNPerceptualLoss", "RandomCNNSpec", "random_cnn_distance",
+#: The core loss modules by their one name (the key of ``tasks.TASK_DEFAULTS``, of the adapters'
+#: ``core_loss`` and of the tools' ``--loss`` choices).
+CORE_LOSSES = {"random_cnn": RandomCNNPerceptualLoss, "patch_mmd": PatchMMDLoss}
+
+
+def build_core_loss(name: str, **settings):
+    """The core loss module ``name`` (a key of :data:`CORE_LOSSES`) built with ``settings``.
+
+    Example:
+        >>> build_core_loss("patch_mmd", patch_size=3).spec.patch_size
+        3
+    """
+    if name not in CORE_LOSSES:
+        raise ValueError(f"`name` must be one of {tuple(CORE_LOSSES)}, got {name!r}")
+    return CORE_LOSSES[name](**settings)
+
+
+__all__ = ["CORE_LOSSES", "build_core_loss", "RandomCNNPerceptualLoss", "RandomCNNSpec", "random_cnn_distance",
            "random_cnn_perceptual_loss", "random_cnn_weights", "PatchMMDLoss", "PatchMMDSpec",
            "patch_mmd", "patch_mmd_loss", "extract_patches", "tasks"]

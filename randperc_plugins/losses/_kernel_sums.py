@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._utils import no_autocast
+from .utils import no_autocast
 
 
 def _blocks(n: int, size: int) -> List[Tuple[int, int]]:

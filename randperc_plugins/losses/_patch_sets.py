@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import area_resize, host_to_device, reduced_size
+from .utils import area_resize, host_to_device, reduced_size
 
 __all__ = ["extract_patches"]
 

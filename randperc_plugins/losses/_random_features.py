@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
-from ._utils import host_to_device, no_autocast, seeded_generator
+from .utils import host_to_device, no_autocast, seeded_generator
 
 
 def _orthogonal_gaussian(dim: int, count: int, generator: torch.Generator) -> Tensor:

@@ -33,9 +33,9 @@ from ._kernel_sums import _mmd_exact
 from ._patch_kernels import ArcCosineKernel, GaussianKernel
 from ._patch_sets import (_NORMALIZATIONS, _crop_windows, _downsample, _mean_over_windows,
                           _normalize_patches, _pad_to_size, _shrink, _subset_indices, extract_patches)
-from ._random_cnn_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
+from ._arc_cosine_features import _draw_cnn_weights, _fixed_cnn_weights, _mmd_random_cnn
 from ._random_features import _draw_features, _fixed_features, _mmd_random_features
-from ._utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
+from .utils import (as_weight_mask, check_bool, check_choice, check_image, check_loss_weight,
                      check_max_size, check_numbers, check_positive_int, check_reduction, check_seed,
                      check_validate_args, compute_dtype, no_autocast, reduce_per_sample,
                      seeded_generator)
@@ -817,11 +817,12 @@ class PatchMMDLoss(nn.Module):
         check_seed(seed)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
-                return_terms: bool = False):
-        """Loss between ``pred`` and ``target``; ``weight`` masks the pixels of both (0 = ignored).
+                target_weight: Optional[Tensor] = None, return_terms: bool = False):
+        """Loss between ``pred`` and ``target``; ``weight`` masks the pixels of both (0 = ignored),
+        or of ``pred`` only when ``target_weight`` masks the target's (as in :func:`patch_mmd`).
 
         With ``return_terms`` (and ``squared=True``) also the per-level, per-bandwidth terms."""
-        return _patch_mmd_loss(pred, target, weight, None, self.spec, self.seed, self._generator,
+        return _patch_mmd_loss(pred, target, weight, target_weight, self.spec, self.seed, self._generator,
                                self.squared, self.reduction, self.loss_weight, return_terms,
                                self.validate_args)
 

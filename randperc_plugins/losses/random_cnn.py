@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import (area_resize, as_weight_mask, check_bool, check_choice, check_image_pair,
+from .utils import (area_resize, as_weight_mask, check_bool, check_choice, check_image_pair,
                      check_loss_weight, check_max_size, check_number, check_numbers,
                      check_reduction, check_validate_args,
                      compute_dtype, host_to_device, no_autocast, reduce_per_sample, reduced_size,

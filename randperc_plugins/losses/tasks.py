@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
+from .utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
                      compute_dtype)
 from .random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
 

@@ -628,3 +628,16 @@ def test_terms_of_random_features_and_of_the_loss_forms():
     torch.testing.assert_close(sum(mterms.values()), mloss)
     with pytest.raises(ValueError, match="`return_terms`.*`squared=True`"):
         PatchMMDLoss(patch_size=3)(x, y, return_terms=True)
+
+
+def test_module_takes_target_weight_like_the_function():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 12, 12, generator=g), torch.rand(2, 3, 12, 12, generator=g)
+    weight = (torch.rand(2, 1, 12, 12, generator=g) > 0.3).float()
+    target_weight = (torch.rand(2, 1, 12, 12, generator=g) > 0.5).float()
+    module = PatchMMDLoss(patch_size=3, method="exact", squared=True, reduction="none")
+    got = module(pred, target, weight, target_weight=target_weight)
+    expected = patch_mmd_loss(pred, target, weight, patch_size=3, method="exact", squared=True,
+                              reduction="none", target_weight=target_weight)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert not torch.allclose(got, module(pred, target, weight))  # the target's own mask is used

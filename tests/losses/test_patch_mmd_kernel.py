@@ -282,7 +282,7 @@ def test_random_features_converge_to_exact_and_are_seeded():
     assert not torch.equal(a, patch_mmd(x, y, method="random_features", num_features=64, seed=4, **kw))
     # the random features are the finite network: the same distance as the nn.Conv2d one fed with
     # the package's weights
-    from randperc_plugins.losses._random_cnn_features import _fixed_cnn_weights
+    from randperc_plugins.losses._arc_cosine_features import _fixed_cnn_weights
     layers = _fixed_cnn_weights(27, 64, 2, 3, torch.device("cpu"), torch.float64)
     net = _random_cnn(3, 64, 2, torch.Generator().manual_seed(0)).double()
     with torch.no_grad():

@@ -250,3 +250,10 @@ def test_training_path_reads_nothing_on_the_host_after_the_first_call(host_syncs
     host_syncs.clear()
     loss(pred, gt).backward()
     assert host_syncs == []
+
+
+def test_composite_base_name_of_release_0_2_is_base_loss_name_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="`base_name` is deprecated: write `base_loss_name`"):
+        old = adapter.AddPatchMMDLoss(base_name="loss_l1")
+    assert old.base_loss_name == "loss_l1" and not hasattr(old.base, "base_name")
+    assert adapter.AddPatchMMDLoss(base_loss_name="loss_l1").base_loss_name == "loss_l1"

@@ -131,8 +131,19 @@ def test_no_positive_roi_gives_zero_with_gradient(name, k):
     ((torch.randn(4, 28, 28), torch.zeros(4, 28, 28), torch.zeros(4, dtype=torch.long)), "`mask_logits`"),
 ])
 def test_bad_input_names_the_argument(args, argument):
+    # the label range is a value check (a host read): with validate_args=True, as in every adapter
     with pytest.raises((ValueError, TypeError), match=argument):
-        rp_mmdet.RandomCNNPerceptualLoss()(*args)
+        rp_mmdet.RandomCNNPerceptualLoss(validate_args=True)(*args)
+
+
+def test_without_validation_an_roi_whose_label_is_no_channel_contributes_nothing():
+    logits = torch.randn(4, 6, 28, 28, requires_grad=True)
+    targets = (torch.rand(4, 28, 28) > 0.5).float()
+    loss = rp_mmdet.RandomCNNPerceptualLoss(reduction="none")
+    per_roi = loss(logits, targets, torch.tensor([0, 1, 6, 2]))
+    assert per_roi[2] == 0 and torch.isfinite(per_roi).all()
+    per_roi.sum().backward()
+    assert logits.grad[2].abs().sum() == 0
 
 
 def test_bad_weight_and_config_are_named():

@@ -74,7 +74,7 @@ def test_value_is_core_on_softmax_vs_one_hot(name, core_cls, default_name, reduc
     probs = torch.softmax(logits, dim=1)
     valid = label != 255
     one_hot = F.one_hot(torch.where(valid, label, 0), 4).permute(0, 3, 1, 2).double()
-    defaults = task_defaults("segmentation", getattr(rp_mmseg, name).task_loss)
+    defaults = task_defaults("segmentation", getattr(rp_mmseg, name).core_loss)
     defaults.pop("loss_weight")
     core = core_cls(reduction=reduction, **{**defaults, **SMALL[name]})
     expected = 0.7 * core(probs, one_hot, weight=valid[:, None].double())

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._kernel_sums import _blocks, _combine
 from ._random_features import feature_chunk
-from ._utils import host_to_device, no_autocast, seeded_generator
+from .utils import host_to_device, no_autocast, seeded_generator
 
 
 def _draw_cnn_weights(dim: int, width: int, depth: int, generator: torch.Generator,
