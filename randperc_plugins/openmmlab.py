@@ -41,10 +41,10 @@ def build_baseline_loss(registry, base_type, base_kwargs: dict, what: str) -> nn
     return registry.build(dict(type=base_type, **base_kwargs))
 
 
-def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[str],
+def build_perceptual_term(perceptual_cls: type, perceptual, base_loss_name: Optional[str],
                           config_key: str) -> nn.Module:
     """The perceptual term of a "baseline + perceptual" composite, from its ``perceptual`` settings;
-    ``base_name`` is the name the baseline's term is logged under, ``config_key`` the config key the
+    ``base_loss_name`` is the name the baseline's term is logged under, ``config_key`` the config key the
     composite sits in (for the message).
 
     Raises:
@@ -54,7 +54,7 @@ def build_perceptual_term(perceptual_cls: type, perceptual, base_name: Optional[
             merged into the baseline's log entry).
     """
     term = perceptual_cls(**check_perceptual(perceptual, perceptual_cls.__name__, config_key))
-    check_distinct_loss_names(term.loss_name, (base_name,), perceptual_cls.__name__)
+    check_distinct_loss_names(term.loss_name, (base_loss_name,), perceptual_cls.__name__)
     return term
 
 
