@@ -770,6 +770,10 @@ class PatchMMDLoss(nn.Module):
     generator seeded with ``seed`` (not saved in checkpoints).
 
     Args:
+        patch_size, stride, sigmas, sigma_weights, kernel, depth, estimator, levels, level_weights,
+            method, block_size, num_features, max_patches, accumulate_dtype, max_size, window_size,
+            window_stride, normalize, precision: the fields of :class:`PatchMMDSpec`, as in
+            :func:`patch_mmd` (same names, same defaults).
         seed, redraw: as in :func:`patch_mmd`.
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.
@@ -779,12 +783,6 @@ class PatchMMDLoss(nn.Module):
             (no gradient flows to it, as in the random-CNN loss); :func:`patch_mmd`, the measure, is
             differentiable in both inputs.
             Adapters pass False on the training path.
-        **settings: the fields of :class:`PatchMMDSpec` (``patch_size=7``, ``stride=1``, ``sigmas``,
-            ``sigma_weights``, ``kernel='gaussian'``, ``depth``, ``estimator='biased'``,
-            ``levels=1``, ``level_weights``,
-            ``method='exact'``, ``block_size=None``, ``num_features=1024``, ``max_patches``,
-            ``accumulate_dtype``, ``max_size``, ``window_size=None``, ``window_stride``,
-            ``normalize='none'``, ``precision='fp32'``), as in :func:`patch_mmd`.
 
     Shape:
         - pred, target: :math:`(N, C, H, W)`; weight: :math:`(N, H, W)` or :math:`(N, 1, H, W)`
@@ -802,11 +800,25 @@ class PatchMMDLoss(nn.Module):
         8
     """
 
-    def __init__(self, *, seed: int = 0, redraw: bool = False, squared: bool = False,
-                 reduction: str = "mean", loss_weight: float = 1.0, validate_args: bool = True,
-                 **settings) -> None:
+    def __init__(self, *, patch_size: int = 7, stride: int = 1,
+                 sigmas: Optional[Sequence[float]] = None,
+                 sigma_weights: Optional[Sequence[float]] = None, kernel: str = "gaussian",
+                 depth: Optional[int] = None, estimator: str = "biased", levels: int = 1,
+                 level_weights: Optional[Sequence[float]] = None, method: str = "exact",
+                 block_size: Optional[int] = None, num_features: int = 1024,
+                 max_patches: Optional[int] = None, accumulate_dtype: Optional[torch.dtype] = None,
+                 max_size: Optional[int] = None, window_size: Optional[int] = None,
+                 window_stride: Optional[int] = None, normalize: str = "none",
+                 precision: str = "fp32", seed: int = 0, redraw: bool = False, squared: bool = False,
+                 reduction: str = "mean", loss_weight: float = 1.0, validate_args: bool = True) -> None:
         super().__init__()
-        self.spec = PatchMMDSpec(**settings)
+        self.spec = PatchMMDSpec(
+            patch_size=patch_size, stride=stride, sigmas=sigmas, sigma_weights=sigma_weights,
+            kernel=kernel, depth=depth, estimator=estimator, levels=levels,
+            level_weights=level_weights, method=method, block_size=block_size,
+            num_features=num_features, max_patches=max_patches, accumulate_dtype=accumulate_dtype,
+            max_size=max_size, window_size=window_size, window_stride=window_stride,
+            normalize=normalize, precision=precision)
         self.seed = seed
         self.redraw = check_bool(redraw, "redraw")
         self.squared = check_bool(squared, "squared")

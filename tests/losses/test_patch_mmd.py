@@ -641,3 +641,16 @@ def test_module_takes_target_weight_like_the_function():
                               reduction="none", target_weight=target_weight)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert not torch.allclose(got, module(pred, target, weight))  # the target's own mask is used
+
+
+def test_module_signature_names_every_setting_of_the_function():
+    import inspect
+
+    from randperc_plugins.losses import patch_mmd
+    module = set(inspect.signature(PatchMMDLoss).parameters)
+    function = set(inspect.signature(patch_mmd_loss).parameters) | set(inspect.signature(patch_mmd).parameters)
+    # the module takes the settings; the call takes the tensors and the per-call switches
+    per_call = {"pred", "target", "weight", "target_weight", "return_terms", "generator", "settings"}
+    assert function - per_call <= module, sorted(function - per_call - module)
+    with pytest.raises(TypeError, match="patch_sise"):
+        PatchMMDLoss(patch_sise=3)
