@@ -1,4 +1,4 @@
-"""tools/layer_shares.py and randperc_plugins.analysis: the table it prints, its inputs, the README's copy."""
+"""tools/layer_shares.py and experiments.analysis: the table it prints, its inputs, the README's copy."""
 import doctest
 import os
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from randperc_plugins.analysis import layer_shares, task_inputs
+from experiments.analysis import layer_shares, task_inputs
 from randperc_plugins.losses import RandomCNNPerceptualLoss, tasks
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
