@@ -35,7 +35,8 @@ REPO = os.path.dirname(TESTS)
 # framework (the core's own modules too, for their docstring examples under --doctest-modules).
 # tests/test_core_tier.py checks that they pass with every framework unimportable.
 CORE_TESTS = tuple(os.path.join(*path.split("/")) for path in (
-    "tests/losses", "tests/test_readme.py", "tests/tools/test_benchmarks.py", "randperc_plugins/losses"))
+    "tests/losses", "tests/test_layout.py", "tests/test_readme.py", "tests/tools/test_benchmarks.py",
+    "randperc_plugins/losses"))
 
 
 def _in_core_tier(path):

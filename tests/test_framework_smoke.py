@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from randperc_plugins.utils import framework_models as fm
+from randperc_plugins.benchmarks import _framework_models as fm
 
 
 def test_pspnet_r50_from_mmseg_config_forward():

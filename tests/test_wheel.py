@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from randperc_plugins.configs import CONFIG_SUFFIXES, find_configs, format_configs
+from test_layout import PRODUCT_TOP_LEVEL
 
 pytest.importorskip("build")
 
@@ -104,10 +105,23 @@ def test_wheel_and_sdist_carry_every_config_and_the_project_files(installed):
 
     top = f"randperc_plugins-{SOURCE_VERSION}/"
     members = set(tarfile.open(sdists[0]).getnames())
+    # the sdist carries the research code too: its tools/ and tests/ import it
     for needed in ["LICENSE", "CITATION.cff", "CHANGELOG.md", "README.md", "setup.py", "setup.cfg",
-                   "constraints.txt", "tools/train.py", "tests/mmseg/data/toy_fcn.py"] + [
+                   "constraints.txt", "tools/train.py", "tests/mmseg/data/toy_fcn.py",
+                   "experiments/__init__.py", "experiments/datasets/seg_scenes.py"] + [
             f"configs/{c}" for c in SHIPPED]:
         assert top + needed in members, needed
+
+
+def test_wheel_holds_the_product_only(installed):
+    _, _, dist, _ = installed
+    names = zipfile.ZipFile(next(dist.glob("*.whl"))).namelist()
+    assert {n.split("/")[0] for n in names} == {"randperc_plugins", f"randperc_plugins-{SOURCE_VERSION}.dist-info"}
+    package = [n[len("randperc_plugins/"):] for n in names if n.startswith("randperc_plugins/")]
+    # the first level of the package: its modules, its subpackages (`name/`) and the configs (.mim/)
+    first_level = {n.split("/")[0] + ("/" if "/" in n else "") for n in package}
+    assert first_level == PRODUCT_TOP_LEVEL | {".mim/"}
+    assert all(n.endswith(".py") for n in package if not n.startswith(".mim/"))
 
 
 def test_installed_package_imports_with_its_version(installed):
@@ -145,7 +159,7 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
-from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, seg_batch, total_loss
+from randperc_plugins.benchmarks._framework_models import bn_instead_of_syncbn, seg_batch, total_loss
 
 path = subprocess.run([sys.executable, "-m", "randperc_plugins.configs", "path", sys.argv[1]],
                       check=True, capture_output=True, text=True).stdout.strip()
@@ -198,8 +212,9 @@ def test_copied_config_trains_with_mmsegs_own_train_script(installed):
     copy = Path(_run([python, "-m", "randperc_plugins.configs", "copy", CONFIG, "."], cwd=work).strip())
     with open(work / copy, "a") as f:
         f.write(TOY_RUN)
-    _run([python, "-c", "from randperc_plugins.datasets.seg_scenes import make_seg_dataset; "
-          "make_seg_dataset('toy', num_train=2, num_val=1)"], cwd=work)
+    # the toy data generator is research code of the checkout (experiments/), not in the wheel
+    _run([sys.executable, REPO / "tools" / "make_seg_scenes.py", "toy", "--num-train", "2", "--num-val", "1"],
+         cwd=work)
     # the train script mmseg's wheel ships (what `mim train mmseg CONFIG` runs)
     mmseg_train = _run([python, "-c", "import mmseg, os; "
                         "print(os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools', 'train.py'))"],

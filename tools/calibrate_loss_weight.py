@@ -24,7 +24,7 @@ of the 28x28 masks, how the term answers to a one-pixel boundary shift relative 
 confidence, and which share of its gradient falls within a pixel of the boundary.
 
 Segmentation:
-Label maps are toy scenes (randperc_plugins/datasets/seg_scenes.py: shapes on a background, a void band). Logits are drawn at
+Label maps are toy scenes (experiments/datasets/seg_scenes.py: shapes on a background, a void band). Logits are drawn at
 three qualities: ``q * one_hot(label) + smooth noise`` for q = 0 (an untrained head), 3 and 6 (close to
 converged, cross-entropy about 0.2 with 19 classes). For each the tool prints both losses and the ratio
 of their gradient norms on the logits, and suggests the ``loss_weight`` that makes the added term's
@@ -34,9 +34,15 @@ baseline loss still leads while the prediction is poor, and the perceptual term 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from randperc_plugins.calibration import (QUALITIES, SR_QUALITIES, calibrate, calibrate_instance_masks,
-                                          calibrate_sr, upsampling_effect)
+# experiments/ is research code beside the package, not installed: import it from this checkout
+# (the repository root, the parent of tools/).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.calibration import (QUALITIES, SR_QUALITIES, calibrate, calibrate_instance_masks,  # noqa: E402
+                                     calibrate_sr, upsampling_effect)
 
 
 def main(argv=None):

@@ -7,9 +7,11 @@ import argparse
 import os
 import sys
 
+# experiments/ is research code beside the package, not installed: import it from this checkout
+# (the repository root, the parent of tools/).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from randperc_plugins.demo.readme import update  # noqa: E402
+from experiments.demo.readme import update  # noqa: E402
 
 
 def main(argv=None):

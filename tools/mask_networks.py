@@ -2,9 +2,16 @@
 
     python tools/mask_networks.py [--seeds 3] [--num-rois 64]
 
-The logic lives in ``randperc_plugins.analysis.mask_networks``.
+The logic lives in ``experiments.analysis.mask_networks``.
 """
-from randperc_plugins.analysis.mask_networks import main
+import os
+import sys
+
+# experiments/ is research code beside the package, not installed: import it from this checkout
+# (the repository root, the parent of tools/).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.analysis.mask_networks import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,14 @@ The metrics are logged and, as the frameworks' tools do, written as json to the 
 the work dir. ``--out`` means what it means in the config's framework (``default_scope``): mmseg, a
 folder of predicted label maps; mmdet, a ``.pkl`` of the predictions; mmagic, a file of the metrics.
 Unlike the frameworks' own ``tools/test.py``, this loads mmengine checkpoints under torch >= 2.6
-(see ``randperc_plugins.utils.launch.build_runner``); without CUDA, ``--launcher pytorch`` evaluates on
+(see ``randperc_plugins.launch.build_runner``); without CUDA, ``--launcher pytorch`` evaluates on
 the CPU over ``gloo``.
 """
 from __future__ import annotations
 
 import argparse
 
-from randperc_plugins.utils import launch
+from randperc_plugins import launch
 
 
 def parse_args(argv=None):

@@ -6,7 +6,7 @@
     bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [same options]
 
 The framework comes from the config's ``default_scope``. On a machine without CUDA, ``--launcher
-pytorch`` trains on the CPU with the ``gloo`` backend (``randperc_plugins.utils.launch``).
+pytorch`` trains on the CPU with the ``gloo`` backend (``randperc_plugins.launch``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from randperc_plugins.utils import launch
+from randperc_plugins import launch
 
 
 def parse_args(argv=None):

@@ -11,7 +11,7 @@
 The options are detectron2's ``default_argument_parser`` plus ``--coco-dataset``, registered with
 ``register_coco_instances`` in every process. ``import randperc_plugins.detectron2`` registers the
 perceptual mask heads, and a YAML ``_BASE_: "detectron2::<model-zoo path>"`` resolves into detectron2's
-installed model zoo (``randperc_plugins.utils.detectron2_models.load_config``).
+installed model zoo (``randperc_plugins.detectron2_config.load_config``).
 
 Both config forms go through one training loop, the one of detectron2's ``lazyconfig_train_net.py``
 (``SimpleTrainer`` / ``AMPTrainer`` with its hooks, ``DetectionCheckpointer`` holding the trainer's
@@ -38,7 +38,7 @@ from detectron2.solver import build_lr_scheduler, build_optimizer
 from detectron2.utils import comm
 
 import randperc_plugins.detectron2  # noqa: F401  registers the mask heads (also in spawned workers)
-from randperc_plugins.utils.detectron2_models import is_lazy_config, load_config
+from randperc_plugins.detectron2_config import is_lazy_config, load_config
 
 logger = logging.getLogger("detectron2")
 

@@ -17,7 +17,7 @@ import functools
 
 import torch
 
-from ..utils import detectron2_models as dm
+from . import _detectron2_models as dm
 from .common import STEP_COLUMNS, format_table, step_rows
 
 CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"

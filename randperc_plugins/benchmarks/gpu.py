@@ -317,7 +317,7 @@ def segmentation_section(device, sizes: Sizes, flops: bool) -> Section:
     g = torch.Generator().manual_seed(0)
     n, (h, w), c = sizes.seg_batch, sizes.seg_size, sizes.seg_classes
     if _imports("mmseg") and not flops and not sizes.stand_ins:
-        from ..utils import framework_models as fm
+        from . import _framework_models as fm
         from . import mmseg_step
 
         steps = {}
@@ -370,7 +370,7 @@ def sr_section(device, sizes: Sizes, flops: bool) -> Section:
     use_mmagic = (_imports("mmagic") and not flops and not sizes.stand_ins and sizes.edsr_channels == 64
                   and sizes.edsr_blocks == 16)
     if use_mmagic:
-        from ..utils import framework_models as fm
+        from . import _framework_models as fm
 
         model = fm.build_edsr(scale=s).to(device)
         net = model.generator
@@ -460,7 +460,7 @@ def masks_section(device, sizes: Sizes, flops: bool, holder: dict) -> Section:
     terms = {"step alone": None, "+ random-CNN": core_loss("masks", "random_cnn").to(device),
              "+ patch-MMD": core_loss("masks", "patch_mmd").to(device)}
     if _imports("mmdet") and not flops and not sizes.stand_ins:
-        from ..utils import framework_models as fm
+        from . import _framework_models as fm
         from . import mmdet_step
 
         steps = {}

@@ -22,7 +22,7 @@ import functools
 import torch
 from torch import nn
 
-from ..utils import framework_models as fm
+from . import _framework_models as fm
 from .common import format_table, mib, peak_memory_call, time_in_turns
 from .random_cnn import _vgg_perceptual_loss
 

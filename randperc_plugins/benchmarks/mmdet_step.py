@@ -4,7 +4,7 @@
 
 Defaults: batch 2 at 800x1344 on a GPU (COCO's 1333x800 training scale, padded to 32); batch 1 at
 320x416 on a CPU, where the full shape takes minutes per step. Each image holds ``--instances``
-ground-truth instances (32 by default; :func:`randperc_plugins.utils.framework_models.det_batch`).
+ground-truth instances (32 by default; :func:`randperc_plugins.benchmarks._framework_models.det_batch`).
 The untrained RPN of a benchmark proposes few boxes that overlap them, but mmdet's sampler adds the
 ground truths to the proposals, so the mask head sees about that many positive ROIs per image: the
 added term's cost grows with them (a trained Mask R-CNN on COCO samples up to 128 per image; the
@@ -20,7 +20,7 @@ import os
 
 import torch
 
-from ..utils import framework_models as fm
+from . import _framework_models as fm
 from .common import format_table, step_rows
 
 BASE_LOSS = dict(type="CrossEntropyLoss", use_mask=True, loss_weight=1.0)

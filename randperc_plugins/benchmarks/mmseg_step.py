@@ -13,7 +13,7 @@ import functools
 
 import torch
 
-from ..utils import framework_models as fm
+from . import _framework_models as fm
 from .common import STEP_COLUMNS, format_table, step_rows
 
 BASE_LOSS = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)

@@ -98,7 +98,7 @@ def _pspnet_step(size, batch, device) -> Optional[Callable[[], object]]:
         import mmseg  # noqa: F401
     except ImportError:  # the framework is not installed: no step to compare with
         return None
-    from ..utils import framework_models as fm
+    from . import _framework_models as fm
 
     model = fm.build_pspnet_r50(size=size).to(device)
     data = fm.to_device(fm.seg_batch(model, size=size, batch=batch), device)
@@ -111,7 +111,7 @@ def _edsr_step(gt_size, batch, device) -> Optional[Callable[[], object]]:
         import mmagic  # noqa: F401
     except ImportError:  # the framework is not installed: no step to compare with
         return None
-    from ..utils import framework_models as fm
+    from . import _framework_models as fm
 
     model = fm.build_edsr().to(device)
     data = fm.sr_batch(model, lq_size=gt_size // 4, batch=batch)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.detectron2
 pytest.importorskip("detectron2")
 from randperc_plugins.compare import load_arms, read_run  # noqa: E402
 from randperc_plugins.compare.cli import main as compare_main  # noqa: E402
-from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
+from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from train_runs import REPO, detectron2_datasets, detectron2_lazy_opts, run_tools  # noqa: E402
 
 CONFIGS = {"baseline": "detectron2::COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",

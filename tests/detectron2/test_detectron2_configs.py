@@ -8,9 +8,10 @@ import pytest
 pytestmark = pytest.mark.detectron2
 
 pytest.importorskip("detectron2")
+from randperc_plugins.benchmarks import _detectron2_models as dm  # noqa: E402
 from randperc_plugins.detectron2 import (MaskRCNNConvUpsampleHeadWithGPL,  # noqa: E402
                                          MaskRCNNConvUpsampleHeadWithPatchMMD)
-from randperc_plugins.utils import detectron2_models as dm  # noqa: E402
+from randperc_plugins.detectron2_config import load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "detectron2", "*")))
@@ -51,7 +52,7 @@ def _baseline(path):
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_is_the_model_zoo_baseline_with_our_head_and_builds(path):
     loss = "patch_mmd" if "patch_mmd" in path else "gpl"
-    cfg = dm.load_config(path)
+    cfg = load_config(path)
     base = _baseline(path)
     if path.endswith(".yaml"):
         assert cfg.MODEL.WEIGHTS == "detectron2://ImageNetPretrained/MSRA/R-50.pkl"  # the zoo's own
@@ -71,4 +72,4 @@ def test_config_is_the_model_zoo_baseline_with_our_head_and_builds(path):
 
 def test_missing_config_file_is_named():
     with pytest.raises(FileNotFoundError, match="`config_file`"):
-        dm.load_config("configs/detectron2/no_such_config.yaml")
+        load_config("configs/detectron2/no_such_config.yaml")

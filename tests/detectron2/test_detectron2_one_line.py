@@ -7,9 +7,9 @@ import torch
 pytestmark = pytest.mark.detectron2
 
 pytest.importorskip("detectron2")
+from randperc_plugins.benchmarks import _detectron2_models as dm  # noqa: E402
 from randperc_plugins.detectron2 import (MaskRCNNConvUpsampleHeadWithGPL,  # noqa: E402
                                          MaskRCNNConvUpsampleHeadWithPatchMMD)
-from randperc_plugins.utils import detectron2_models as dm  # noqa: E402
 
 HEAD_CLASSES = {"gpl": MaskRCNNConvUpsampleHeadWithGPL, "patch_mmd": MaskRCNNConvUpsampleHeadWithPatchMMD}
 KEYS = {"gpl": "loss_mask_gpl", "patch_mmd": "loss_mask_patch_mmd"}

@@ -12,8 +12,8 @@ import torch
 pytestmark = pytest.mark.detectron2
 
 pytest.importorskip("detectron2")
-from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
-from randperc_plugins.utils import detectron2_models as dm  # noqa: E402
+from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402
+from randperc_plugins.benchmarks import _detectron2_models as dm  # noqa: E402
 from train_runs import FINAL_CHECKPOINT_ONLY, detectron2_datasets, detectron2_lazy_opts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

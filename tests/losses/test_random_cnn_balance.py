@@ -7,7 +7,7 @@ import torch
 from random_cnn_reference import reference_case, reference_for, reference_gains
 from random_cnn_reference import seeded_rand as _rand
 
-from randperc_plugins.analysis import layer_shares as shares_mod
+from experiments.analysis import layer_shares as shares_mod
 from randperc_plugins.losses import random_cnn as rc
 from randperc_plugins.losses.random_cnn import (RandomCNNPerceptualLoss, RandomCNNSpec,
                                                 random_cnn_distance, random_cnn_layer_gains,

@@ -9,7 +9,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmagic.registry import MODELS  # noqa: E402
 
-from randperc_plugins.utils.framework_models import load_config  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "mmagic", "*", "*.py")))

@@ -14,7 +14,7 @@ from randperc_plugins import mmagic as adapter  # noqa: E402
 from randperc_plugins.losses import PatchMMDLoss as CorePatchMMD  # noqa: E402
 from randperc_plugins.losses import RandomCNNPerceptualLoss as CoreRandomCNN  # noqa: E402
 from randperc_plugins.losses.tasks import task_defaults  # noqa: E402
-from randperc_plugins.utils.framework_models import load_config  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import load_config  # noqa: E402
 
 LOSSES = [("RandomCNNPerceptualLoss", CoreRandomCNN, "random_cnn", "loss_gpl"),
           ("PatchMMDLoss", CorePatchMMD, "patch_mmd", "loss_patch_mmd")]

@@ -12,7 +12,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmagic.registry import MODELS  # noqa: E402
 
-from randperc_plugins.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
+from experiments.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
 from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 pytest.importorskip("mmagic")
-from randperc_plugins.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
-from randperc_plugins.utils.framework_models import load_config  # noqa: E402
+from experiments.datasets.sr_photos import make_sr_dataset, skimage_photos  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import load_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ pytest.importorskip("mmdet")
 pytest.importorskip("pycocotools")
 from randperc_plugins.compare import load_arms, read_run  # noqa: E402
 from randperc_plugins.compare.cli import main as compare_main  # noqa: E402
-from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
+from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from train_runs import REPO, logged_scalars, run_tools, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

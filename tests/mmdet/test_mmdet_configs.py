@@ -11,7 +11,7 @@ from mmdet.registry import MODELS  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
 from randperc_plugins.losses.tasks import task_defaults  # noqa: E402
-from randperc_plugins.utils.framework_models import load_config  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "mmdet", "*", "*.py")))

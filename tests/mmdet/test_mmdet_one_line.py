@@ -11,7 +11,7 @@ from mmengine.logging import MessageHub  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
-from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, det_batch  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import bn_instead_of_syncbn, det_batch  # noqa: E402
 
 register_all_modules(init_default_scope=True)
 

@@ -13,7 +13,7 @@ from mmengine.config import Config  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 
-from randperc_plugins.datasets.coco_shapes import make_coco_dataset  # noqa: E402
+from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

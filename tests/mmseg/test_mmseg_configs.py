@@ -9,7 +9,7 @@ from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
-from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, load_config  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import bn_instead_of_syncbn, load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "mmseg", "*", "*.py")))

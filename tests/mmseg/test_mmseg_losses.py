@@ -13,7 +13,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 import randperc_plugins.mmseg as rp_mmseg  # noqa: E402
-from randperc_plugins.utils.framework_models import bn_instead_of_syncbn, load_config, seg_batch  # noqa: E402
+from randperc_plugins.benchmarks._framework_models import bn_instead_of_syncbn, load_config, seg_batch  # noqa: E402
 from randperc_plugins.losses.patch_mmd import PatchMMDLoss as CorePatchMMD  # noqa: E402
 from randperc_plugins.losses.random_cnn import RandomCNNPerceptualLoss as CoreRandomCNN  # noqa: E402
 from randperc_plugins.losses.tasks import task_defaults  # noqa: E402

@@ -11,7 +11,7 @@ from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
-from randperc_plugins.datasets.seg_scenes import make_seg_dataset  # noqa: E402
+from experiments.datasets.seg_scenes import make_seg_dataset  # noqa: E402
 from train_runs import logged_scalars, loss_weights_on_ranks, write_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

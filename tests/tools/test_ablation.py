@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from randperc_plugins import calibration
-from randperc_plugins.ablation import arms_of, calibrated_weights, select_arms, weights
-from randperc_plugins.ablation.arms import AblationArm
-from randperc_plugins.ablation.stages import config_line
-from randperc_plugins.ablation.table import ablation_rows, markdown_table, write_csv
+from experiments import calibration
+from experiments.ablation import arms_of, calibrated_weights, select_arms, weights
+from experiments.ablation.arms import AblationArm
+from experiments.ablation.stages import config_line
+from experiments.ablation.table import ablation_rows, markdown_table, write_csv
 from randperc_plugins.compare.stats import difference
 from randperc_plugins.losses import RandomCNNPerceptualLoss
 from randperc_plugins.losses.tasks import task_defaults
@@ -73,8 +73,8 @@ def test_select_arms_keeps_each_reference_and_refuses_unknown_names():
 
 
 def test_main_refuses_a_bad_arm_before_training(tmp_path, monkeypatch):
-    from randperc_plugins.ablation import arms as arms_module
-    from randperc_plugins.ablation import cli
+    from experiments.ablation import arms as arms_module
+    from experiments.ablation import cli
 
     monkeypatch.setitem(arms_module.ABLATIONS, "segmentation",
                         {"random_cnn": {"gpl_bad": {"distance": "cosine"}}})
@@ -84,7 +84,7 @@ def test_main_refuses_a_bad_arm_before_training(tmp_path, monkeypatch):
 
 
 def test_seeds_below_three_are_refused(capsys):
-    from randperc_plugins.ablation.cli import parse_args
+    from experiments.ablation.cli import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["segmentation", "--seeds", "2"])
@@ -205,7 +205,7 @@ def _final(scalars, metric):
 @pytest.mark.slow
 def test_quick_segmentation_ablation_matches_the_runs(tmp_path, capsys):
     pytest.importorskip("mmseg")
-    from randperc_plugins.ablation import main
+    from experiments.ablation import main
 
     out = tmp_path / "ablation"
     result = main(["segmentation", "--quick", "--out", str(out)])

@@ -11,7 +11,7 @@ from PIL import Image
 pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
 
-from randperc_plugins.datasets.coco_shapes import CLASSES, PALETTE, make_coco_dataset  # noqa: E402
+from experiments.datasets.coco_shapes import CLASSES, PALETTE, make_coco_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -24,7 +24,7 @@ GPL_LINE = "model = dict(decode_head=dict(loss_decode=dict(type='randperc_plugin
 def mmseg_runs(tmp_path_factory):
     """``root/{baseline,gpl}/seed{0,1}``: real runs of 4 iterations, validated at iterations 2 and 4."""
     pytest.importorskip("mmseg")
-    from randperc_plugins.datasets.seg_scenes import make_seg_dataset
+    from experiments.datasets.seg_scenes import make_seg_dataset
 
     root = tmp_path_factory.mktemp("compare_runs")
     data = make_seg_dataset(str(root / "data"), num_train=8, num_val=2)

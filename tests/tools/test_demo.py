@@ -38,7 +38,7 @@ def _check_final_rows(csv_path, metric, arm_names, runs_dir):
 
 
 def _run_quick(out, argv=()):
-    from randperc_plugins.demo import main
+    from experiments.demo import main
 
     return main(["--quick", "--device", "cpu", "--out", str(out), *argv])
 
@@ -75,7 +75,7 @@ def test_quick_demo_writes_a_consistent_report_and_repeats_to_the_last_digit(tmp
     for arm in ("l1", "l1+gpl", "l1+patch_mmd"):
         assert results["tasks"]["super_resolution"]["arms"][arm]["PSNR"] == _final_values(
             str(out / "runs" / "super_resolution" / arm / "seed*" / "*" / "vis_data" / "scalars.json"), "PSNR")
-    from randperc_plugins.demo import PICTURES, report
+    from experiments.demo import PICTURES, report
     readme = (out / "README.md").read_text()
     assert readme.startswith("# randperc_plugins demo report\n\n" + report.render_summary(results, PICTURES))
     assert "Super-resolution: the baseline `l1`" in readme and "bicubic" in readme
@@ -90,7 +90,7 @@ def test_quick_demo_writes_a_consistent_report_and_repeats_to_the_last_digit(tmp
         assert json.loads(times.read_text())["cpu_s"] > 0
 
     # the bicubic reference and a model's output are measured as the runs' validation measures
-    from randperc_plugins.demo import super_resolution
+    from experiments.demo import super_resolution
     data = str(out / "runs" / "super_resolution" / "data")
     gt, lq = super_resolution.validation_pair(data)
     reference = results["tasks"]["super_resolution"]["reference"]
@@ -120,7 +120,7 @@ def test_quick_demo_writes_a_consistent_report_and_repeats_to_the_last_digit(tmp
 def test_quick_demo_trains_on_the_gpu_by_default_where_there_is_one(tmp_path):
     import torch
 
-    from randperc_plugins.demo import main
+    from experiments.demo import main
 
     out = tmp_path / "demo_report"
     main(["--quick", "--out", str(out)])

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from randperc_plugins.demo import readme
+from experiments.demo import readme
 
 from test_demo_report import results_record  # the record those tests render
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from randperc_plugins.demo import report
+from experiments.demo import report
 
 
 def results_record(seg_base_line=(9.5, 11.0, 10.2), sr_base_psnr=(30.2, 30.3, 30.25), gpl_line=(14.0, 15.5, 15.0)):
@@ -85,7 +85,7 @@ def test_a_worse_arm_is_named_and_two_seeds_give_the_bootstrap_method():
 def test_device_and_preset_follow_cuda_unless_chosen(monkeypatch, cuda, argv, device, preset):
     import torch
 
-    from randperc_plugins.demo import parse_args
+    from experiments.demo import parse_args
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     args = parse_args(argv)
@@ -95,7 +95,7 @@ def test_device_and_preset_follow_cuda_unless_chosen(monkeypatch, cuda, argv, de
 def test_cuda_requested_without_one_is_an_error(monkeypatch, capsys):
     import torch
 
-    from randperc_plugins.demo import parse_args
+    from experiments.demo import parse_args
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
@@ -104,7 +104,7 @@ def test_cuda_requested_without_one_is_an_error(monkeypatch, capsys):
 
 
 def test_training_processes_see_no_gpu_on_the_cpu_device():
-    from randperc_plugins.demo.runs import training_env
+    from experiments.demo.runs import training_env
 
     assert training_env("cpu")["CUDA_VISIBLE_DEVICES"] == ""
     assert training_env("cpu")["OMP_NUM_THREADS"] == "1"
@@ -114,7 +114,7 @@ def test_training_processes_see_no_gpu_on_the_cpu_device():
 
 
 def test_presets_give_welch_seeds_and_the_gpu_preset_is_larger():
-    from randperc_plugins.demo import PRESETS
+    from experiments.demo import PRESETS
 
     for name in ("cpu", "gpu"):
         for stage in ("super_resolution", "segmentation"):
@@ -127,7 +127,7 @@ def test_presets_give_welch_seeds_and_the_gpu_preset_is_larger():
 
 
 def test_sr_crops_go_where_the_arms_differ():
-    from randperc_plugins.demo.super_resolution import differing_crops
+    from experiments.demo.super_resolution import differing_crops
 
     base = np.zeros((64, 96, 3), np.uint8)
     other = base.copy()
@@ -140,7 +140,7 @@ def test_sr_crops_go_where_the_arms_differ():
 
 
 def test_segmentation_scenes_are_chosen_by_disagreement_on_thin_classes():
-    from randperc_plugins.demo.segmentation import thin_disagreement
+    from experiments.demo.segmentation import thin_disagreement
 
     truth = np.zeros((8, 8), np.uint8)
     truth[2, :] = 2  # a line
@@ -159,7 +159,7 @@ def test_segmentation_scenes_are_chosen_by_disagreement_on_thin_classes():
 
 
 def test_costly_arms_start_first_and_keep_their_order():
-    from randperc_plugins.demo.runs import TrainJob, costly_first
+    from experiments.demo.runs import TrainJob, costly_first
 
     work_dirs = {"ce": ["ce/seed0", "ce/seed1"], "ce+gpl": ["ce+gpl/seed0", "ce+gpl/seed1"]}
     jobs = [TrainJob("c", d, []) for d in ("ce/seed0", "ce+gpl/seed0", "ce/seed1", "ce+gpl/seed1")]

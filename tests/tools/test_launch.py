@@ -1,4 +1,4 @@
-"""The command-line handling tools/train.py and tools/test.py share (randperc_plugins.utils.launch) and
+"""The command-line handling tools/train.py and tools/test.py share (randperc_plugins.launch) and
 test.py's options, checked on the configs they build (no run)."""
 import importlib.util
 import os
@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-from randperc_plugins.utils import launch  # noqa: E402
+from randperc_plugins import launch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "tests", "mmseg", "data", "toy_fcn.py")

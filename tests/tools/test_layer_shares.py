@@ -1,4 +1,4 @@
-"""tools/layer_shares.py and randperc_plugins.analysis: the table it prints, its inputs, the copy in docs/losses.md."""
+"""tools/layer_shares.py and experiments.analysis: the table it prints, its inputs, the copy in docs/losses.md."""
 import doctest
 import os
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from randperc_plugins.analysis import layer_shares, task_inputs
+from experiments.analysis import layer_shares, task_inputs
 from randperc_plugins.losses import RandomCNNPerceptualLoss, tasks
 
 # The docs page of the losses holds the table (its section "Layer shares of the random-CNN loss").

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from randperc_plugins.datasets.seg_scenes import THIN_SCENE_CLASSES, make_thin_scenes_dataset
+from experiments.datasets.seg_scenes import THIN_SCENE_CLASSES, make_thin_scenes_dataset
 
 
 def _load(root, split, i):

@@ -14,7 +14,7 @@ from PIL import Image
 
 pytest.importorskip("mmseg")
 
-from randperc_plugins.datasets.seg_scenes import make_seg_dataset  # noqa: E402
+from experiments.datasets.seg_scenes import make_seg_dataset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "tests", "mmseg", "data", "toy_fcn.py")

@@ -1,6 +1,6 @@
 # A tiny mmdet baseline for tests: Mask R-CNN with FPN on a ResNet-18-shaped backbone 8 channels wide
 # (no pretrained weights), trained for a few iterations on the toy COCO dataset of
-# randperc_plugins/datasets/coco_shapes.py (128x128, 4 classes), evaluated with mmdet's CocoMetric
+# experiments/datasets/coco_shapes.py (128x128, 4 classes), evaluated with mmdet's CocoMetric
 # (bbox and segm AP). Set `data_root` and the evaluator's `ann_file` with --cfg-options.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

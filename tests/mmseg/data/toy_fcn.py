@@ -1,5 +1,5 @@
 # A tiny mmseg baseline for tests: FCN on a ResNet-18-shaped backbone 8 channels wide, trained for a few
-# iterations on the toy dataset of randperc_plugins/datasets/seg_scenes.py (64x64, 4 classes, 255 = void). Set `data_root`
+# iterations on the toy dataset of experiments/datasets/seg_scenes.py (64x64, 4 classes, 255 = void). Set `data_root`
 # with --cfg-options train_dataloader.dataset.data_root=... val_dataloader.dataset.data_root=...
 default_scope = 'mmseg'
 norm_cfg = dict(type='BN', requires_grad=True)

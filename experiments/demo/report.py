@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..compare.stats import Difference, difference, mean_std
+from randperc_plugins.compare.stats import Difference, difference, mean_std
 
 __all__ = ["TASKS", "collect_segmentation", "collect_super_resolution", "comparisons", "regime_lines",
            "headline", "render_summary"]
@@ -178,7 +178,7 @@ def cpu_time_line(run: dict) -> str:
 
 
 def render_summary(results: dict, pictures: Optional[Dict[str, str]] = None) -> str:
-    """The report's lead, from ``results`` (the record :func:`randperc_plugins.demo.main` writes as
+    """The report's lead, from ``results`` (the record :func:`experiments.demo.main` writes as
     ``results.json``) alone: the run, the regime checks, then per task the answer, its table and its
     picture (``pictures``: task -> path of the picture as the Markdown file links it)."""
     pictures = pictures or {}

@@ -1,7 +1,7 @@
 """Gradient-share calibration of a perceptual term against a task's baseline loss.
 
 The measurements behind ``tools/calibrate_loss_weight.py`` (its docstring describes the inputs of each
-task) and behind the ablation's equal-gradient-share weights (:mod:`randperc_plugins.ablation`): each
+task) and behind the ablation's equal-gradient-share weights (:mod:`experiments.ablation`): each
 ``*_rows`` function returns, for predictions of growing quality, the baseline loss, the term and the
 ratio of their gradient norms on what the network outputs (logits or the restored image).
 """
@@ -21,7 +21,7 @@ SR_QUALITIES = (0.0, 0.5, 0.8)
 def _loss(kind: str, options: dict, task: str = "segmentation"):
     """The core loss with ``task``'s defaults of ``tasks`` but weight 1 (the weight is what this tool
     suggests); ``options`` override them."""
-    from .losses import PatchMMDLoss, RandomCNNPerceptualLoss, tasks
+    from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss, tasks
 
     name = "random_cnn" if kind == "gpl" else "patch_mmd"
     settings = {**tasks.task_defaults(task, name), **options, "loss_weight": 1.0}
@@ -37,7 +37,7 @@ def segmentation_rows(loss, num_classes: int, size, batch: int = 2, seed: int = 
     """Rows ``{quality, ce, loss, grad_ratio}`` of ``loss`` (a core loss module, called on softmax
     probabilities, one-hot label and ignore mask) against cross-entropy, for logits of growing quality
     (``QUALITIES``) on toy label maps of ``size`` ``(H, W)``."""
-    from .losses.tasks import segmentation_inputs
+    from randperc_plugins.losses.tasks import segmentation_inputs
 
     label = scene_labels("shapes", size, batch, num_classes, seed)
     one_hot = one_hot_labels(label, num_classes)

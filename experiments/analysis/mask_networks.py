@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from randperc_plugins.losses import RandomCNNPerceptualLoss, tasks
+from randperc_plugins.losses.random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
+
 from .. import calibration
-from ..losses import RandomCNNPerceptualLoss, tasks
-from ..losses.random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
 from .task_inputs import roi_logits, roi_targets
 
 #: name -> widths of the candidate networks (VGG-19's first three stages, scaled).

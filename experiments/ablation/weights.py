@@ -4,7 +4,7 @@ baseline loss, is what the reference arm's is at its calibrated default weight.
 A variant changes the term's scale (``init='kaiming'`` or deeper layers make the random-CNN term much
 larger; one bandwidth changes patch-MMD's), so at the reference's weight it would also change how much
 the term weighs against cross-entropy / L1. The share is measured where ``tools/calibrate_loss_weight.py``
-calibrates the defaults (:mod:`randperc_plugins.calibration`: nearly converged predictions, the last
+calibrates the defaults (:mod:`experiments.calibration`: nearly converged predictions, the last
 quality), at the demo task's own class count and crop size:
 
     weight(arm) = weight(reference) * ratio(reference) / ratio(arm)
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Dict, Sequence
 
+from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss
+
 from .. import calibration
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES
-from ..losses import PatchMMDLoss, RandomCNNPerceptualLoss
 from .arms import AblationArm
 
 __all__ = ["CALIBRATION_POINTS", "gradient_ratio", "calibrated_weights"]

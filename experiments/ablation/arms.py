@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..losses import PatchMMDLoss, RandomCNNPerceptualLoss
-from ..losses.patch_mmd import PatchMMDSpec
-from ..losses.random_cnn import VGG19_WIDTHS
-from ..losses.tasks import task_defaults
+from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss
+from randperc_plugins.losses.patch_mmd import PatchMMDSpec
+from randperc_plugins.losses.random_cnn import VGG19_WIDTHS
+from randperc_plugins.losses.tasks import task_defaults
 
 __all__ = ["LOSSES", "ABLATIONS", "AblationArm", "reference_arm", "arms_of", "select_arms",
            "check_settings"]

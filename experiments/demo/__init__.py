@@ -22,7 +22,8 @@ import shlex
 import sys
 import time
 
-from ..compare import load_arms, write_report
+from randperc_plugins.compare import load_arms, write_report
+
 from . import report, segmentation, super_resolution
 
 # Per preset and stage: seeds, iterations, validation interval, sizes and learning rate; and the

@@ -11,7 +11,7 @@ terms; its **gradient share** is the norm of its term's gradient on the predicti
 segmentation logits), divided by the sum of those norms over the layers. A layer "counts" when both
 shares are at least :func:`share_floor` (a third of an equal share).
 
-Inputs (:mod:`randperc_plugins.analysis.task_inputs`), at the calibration point of
+Inputs (:mod:`experiments.analysis.task_inputs`), at the calibration point of
 ``tools/calibrate_loss_weight.py``:
 
 * ``sr``: 96x96 centre crops of four of scikit-image's photographs; the prediction is the bicubic x2
@@ -34,8 +34,9 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ..losses import tasks
-from ..losses.random_cnn import BALANCES, RandomCNNPerceptualLoss
+from randperc_plugins.losses import tasks
+from randperc_plugins.losses.random_cnn import BALANCES, RandomCNNPerceptualLoss
+
 from . import task_inputs
 
 TASKS = ("sr", "segmentation", "instance_masks")

@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from ..compare import load_arms, write_report
+from randperc_plugins.compare import load_arms, write_report
+
 from ..demo import with_overrides
 from ..demo.runs import train_all
 from .arms import LOSSES, select_arms
@@ -23,7 +24,7 @@ LOSS_CHOICES = {"gpl": ("random_cnn",), "patch_mmd": ("patch_mmd",), "both": ("r
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Ablation of the perceptual losses' settings on a demo task: each arm (the loss's "
-                    "default and its variants, randperc_plugins.ablation.ABLATIONS) trains through the "
+                    "default and its variants, experiments.ablation.ABLATIONS) trains through the "
                     "framework's runner beside the baseline over the same seeds, at a loss_weight giving "
                     "the default arm's gradient share, and is compared with tools/compare.py's code.")
     parser.add_argument("task", choices=sorted(STAGES))

@@ -6,13 +6,13 @@ training would give them, so that a loss and its gradient can be measured withou
 * super-resolution: centre crops of scikit-image's shipped photographs (RGB in [0, 1]); the prediction
   is the bicubic upsampling of their bicubic ``scale`` x downsampling (an untrained SR network,
   quality 0), moved the fraction ``quality`` of the way towards the ground truth;
-* segmentation: label maps of the generated scenes of :mod:`randperc_plugins.datasets.seg_scenes`;
+* segmentation: label maps of the generated scenes of :mod:`experiments.datasets.seg_scenes`;
   logits ``quality * one_hot(label) + 2 * smooth noise`` (quality 0: an untrained head; 6: close to
   converged, cross-entropy about 0.2 with 19 classes);
 * instance masks: 28x28 ROI targets of the toy COCO dataset's shapes, drawn at ROI scale; logits
   ``quality * (2 * target - 1) + 2 * smooth noise`` (one foreground channel, as a mask head gives).
 
-Used by ``tools/calibrate_loss_weight.py`` (:mod:`randperc_plugins.calibration`) and :mod:`randperc_plugins.analysis.layer_shares`.
+Used by ``tools/calibrate_loss_weight.py`` (:mod:`experiments.calibration`) and :mod:`experiments.analysis.layer_shares`.
 """
 from __future__ import annotations
 
