@@ -22,6 +22,7 @@ PACKAGE = REPO / "randperc_plugins"
 #: added here must be the product's, not a research tool's (those go to experiments/).
 PRODUCT_TOP_LEVEL = {
     "__init__.py",
+    "_adapter.py",          # the base every framework adapter builds its term on
     "benchmarks/",          # tools/benchmark.py (with the framework models its steps train)
     "compare/",             # tools/compare.py
     "configs.py",           # python -m randperc_plugins.configs
@@ -34,7 +35,7 @@ PRODUCT_TOP_LEVEL = {
     "mmseg.py",
     "openmmlab.py",
 }
-ADAPTERS = ("mmseg", "mmagic", "mmdet", "detectron2", "openmmlab")
+ADAPTERS = ("_adapter", "mmseg", "mmagic", "mmdet", "detectron2", "openmmlab")
 FRAMEWORKS = ("mmengine", "mmcv", "mmseg", "mmagic", "mmdet", "detectron2")
 #: Modules of the package that serve the command-line tools; adapters, imported by users' configs,
 #: must not pull them in.
@@ -105,6 +106,11 @@ def test_the_core_imports_nothing_of_the_package_outside_it_and_no_framework():
 
 def test_the_package_imports_neither_the_research_code_nor_the_tests():
     assert _offending(_files(PACKAGE), lambda name: name.split(".")[0] in NOT_INSTALLED) == {}
+
+
+def test_the_adapter_base_imports_no_framework():
+    # every adapter imports it, each with its own framework only
+    assert _offending([PACKAGE / "_adapter.py"], lambda name: name.split(".")[0] in FRAMEWORKS) == {}
 
 
 def test_the_adapters_import_no_tool_module():

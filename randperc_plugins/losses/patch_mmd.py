@@ -770,10 +770,11 @@ class PatchMMDLoss(nn.Module):
     generator seeded with ``seed`` (not saved in checkpoints).
 
     Args:
-        patch_size, stride, sigmas, sigma_weights, kernel, depth, estimator, levels, level_weights,
-            method, block_size, num_features, max_patches, accumulate_dtype, max_size, window_size,
-            window_stride, normalize, precision: the fields of :class:`PatchMMDSpec`, as in
-            :func:`patch_mmd` (same names, same defaults).
+        patch_size, stride, sigmas, sigma_weights, kernel, depth: as in :func:`patch_mmd`.
+        estimator, levels, level_weights, method, block_size, num_features: as in :func:`patch_mmd`.
+        max_patches, accumulate_dtype, max_size, window_size, window_stride: as in :func:`patch_mmd`.
+        normalize, precision: as in :func:`patch_mmd` (each setting is a field of
+            :class:`PatchMMDSpec`, with the function's name and default).
         seed, redraw: as in :func:`patch_mmd`.
         squared: the MMD² instead of the MMD.
         reduction: ``'mean'``, ``'sum'`` or ``'none'`` over the batch.

@@ -15,3 +15,17 @@ def test_bench_mmdet_step_on_a_tiny_shape():
     assert rows[0]["ratio to baseline"] == 1.0
     for r in rows:
         assert r["positive ROIs"] > 0 and r["step s"] > 0 and math.isfinite(r["ratio to baseline"])
+
+
+def test_benchmark_gpu_takes_the_frameworks_own_models_where_they_import():
+    # the mmdet tier has mmseg too (one environment); `gpu` takes each framework's model where it imports
+    pytest.importorskip("mmseg")
+    from randperc_plugins.benchmarks import gpu
+
+    result = gpu.main(["--quick", "--device", "cpu", "--tasks", "segmentation", "masks", "--rounds", "1",
+                       "--budget-s", "100000"])
+    models = {r["task"]: r["model"] for r in result["steps"]}
+    assert models == {"segmentation": "mmseg PSPNet-R50-D8", "masks": "mmdet Mask R-CNN R50-FPN"}
+    variants = {(r["task"], r["variant"]) for r in result["steps"] if not r.get("error")}
+    assert variants == {(t, v) for t in ("segmentation", "masks")
+                        for v in ("step alone", "+ random-CNN", "+ patch-MMD")}, result["steps"]
