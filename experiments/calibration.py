@@ -21,11 +21,10 @@ SR_QUALITIES = (0.0, 0.5, 0.8)
 def _loss(kind: str, options: dict, task: str = "segmentation"):
     """The core loss with ``task``'s defaults of ``tasks`` but weight 1 (the weight is what this tool
     suggests); ``options`` override them."""
-    from randperc_plugins.losses import PatchMMDLoss, RandomCNNPerceptualLoss, tasks
+    from randperc_plugins.losses import build_core_loss, names, tasks
 
-    name = "random_cnn" if kind == "gpl" else "patch_mmd"
-    settings = {**tasks.task_defaults(task, name), **options, "loss_weight": 1.0}
-    return (RandomCNNPerceptualLoss if kind == "gpl" else PatchMMDLoss)(**settings)
+    name = names.loss_name(kind)
+    return build_core_loss(name, **{**tasks.task_defaults(task, name), **options, "loss_weight": 1.0})
 
 
 def calibrate(kind: str, num_classes: int, size, batch: int = 2, options=None, seed: int = 0):
@@ -109,7 +108,7 @@ def upsampling_effect(kind: str, factors=(1, 2, 4), options=None):
 
 
 def calibrate_sr(kind: str, scale: int, size, options=None):
-    """Rows ``{quality, l1, loss, grad_ratio}`` for SR predictions of growing quality (``--task sr``)."""
+    """Rows ``{quality, l1, loss, grad_ratio}`` for SR predictions of growing quality (``--task restoration``)."""
     return sr_rows(_loss(kind, options or {}, "restoration"), scale, size)
 
 

@@ -21,7 +21,7 @@ of each positive ROI. It logs what comes back as ``loss_mask``.
   :func:`randperc_plugins.openmmlab.log_loss_term`, without patching mmdet.
 
 The 28x28 ROI masks go through the random network as they are, not upsampled: measured on a disc, a
-diagonal bar 3 pixels wide and a box (``tools/calibrate_loss_weight.py gpl --task instance-masks
+diagonal bar 3 pixels wide and a box (``tools/calibrate_loss_weight.py random_cnn --task instance_masks
 --upsample 1 2 4``), the term's increase for a one-pixel boundary shift, relative to its increase for a
 uniform loss of confidence (0.05/0.95 -> 0.2/0.8 everywhere), is 0.68-0.81 at 28x28 but 0.45-0.66
 upsampled 2x and 0.39-0.59 upsampled 4x (the random-CNN loss at its default, layers balanced; release

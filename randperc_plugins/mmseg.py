@@ -79,7 +79,7 @@ class RandomCNNPerceptualLoss(_MMSegPerceptualLoss):
     ``loss_weight`` defaults to ``task_defaults('segmentation', 'random_cnn')``'s 0.8: with 19 classes
     (Cityscapes) this makes the term's gradient on the logits about a third of cross-entropy's for a
     nearly converged prediction, and under a tenth for an untrained one
-    (``tools/calibrate_loss_weight.py gpl --num-classes 19``). The term shrinks as the class count
+    (``tools/calibrate_loss_weight.py random_cnn --num-classes 19``). The term shrinks as the class count
     grows; for 150 classes (ADE20K) the same balance needs about 5. Release 0.2's term (no layer
     balance, weight 5.0): ``balance='none', loss_weight=5.0``.
     """

@@ -1,6 +1,6 @@
 """Ablation of the losses' settings on a demo task, each variant against its loss's default and the baseline.
 
-    python tools/ablate.py {segmentation,super_resolution} [--loss gpl|patch_mmd|both] [--seeds 3]
+    python tools/ablate.py {segmentation,super_resolution} [--loss random_cnn|patch_mmd|both] [--seeds 3]
         [--iters N] [--parallel 2] [--out ablation_report] [--arms NAME ...] [--quick]
 """
 import os

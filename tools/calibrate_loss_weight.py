@@ -1,13 +1,13 @@
 """Suggest a loss weight: the added term's gradient against the baseline loss's (segmentation, SR, masks).
 
-    python tools/calibrate_loss_weight.py {gpl,patch-mmd} --num-classes 19 --size 512 1024 \\
+    python tools/calibrate_loss_weight.py {random_cnn,patch_mmd} --num-classes 19 --size 512 1024 \\
         [--target-ratio 0.33] [--loss-options key=value ...]
-    python tools/calibrate_loss_weight.py {gpl,patch-mmd} --task instance-masks [--num-rois 64] \\
+    python tools/calibrate_loss_weight.py {random_cnn,patch_mmd} --task instance_masks [--num-rois 64] \\
         [--upsample 1 2 4] [--target-ratio 0.33] [--loss-options key=value ...]
-    python tools/calibrate_loss_weight.py {gpl,patch-mmd} --task sr --scale 4 --size 96 96 \\
+    python tools/calibrate_loss_weight.py {random_cnn,patch_mmd} --task restoration --scale 4 --size 96 96 \\
         [--target-ratio 0.33] [--loss-options key=value ...]
 
-Super-resolution (``--task sr``): ground truth is a batch of crops of real photographs (scikit-image's
+Super-resolution (``--task restoration``): ground truth is a batch of crops of real photographs (scikit-image's
 shipped ``astronaut``, ``chelsea``, ``coffee``, ``rocket``), RGB in [0, 1]. The prediction is the
 bicubic upsampling of their bicubic ``--scale`` x downsampling (what an untrained SR network gives,
 ``q = 0``), and that prediction moved half-way (``q = 0.5``) and 80% of the way (``q = 0.8``) towards
@@ -15,7 +15,7 @@ the ground truth (a network nearing convergence). For each the tool prints L1 (m
 the term, and the ratio of their gradient norms on the prediction; the suggested ``loss_weight``
 makes the term's gradient ``--target-ratio`` times L1's at the last quality.
 
-Instance masks (``--task instance-masks``, mmdet's and detectron2's mask heads): 28x28 ROI targets of
+Instance masks (``--task instance_masks``, mmdet's and detectron2's mask heads): 28x28 ROI targets of
 discs, rotated boxes, triangles and bars 2-3 pixels wide, logits ``q * (2 target - 1) + smooth noise``
 at the same three qualities (the weight is suggested at q = 3, mask BCE about 0.1); the baseline is the
 mask binary cross-entropy (mmdet's ``use_mask=True`` ``CrossEntropyLoss``, averaged over the ROI
@@ -41,6 +41,7 @@ import sys
 # (the repository root, the parent of tools/).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from randperc_plugins.losses import names  # noqa: E402
 from experiments.calibration import (QUALITIES, SR_QUALITIES, calibrate, calibrate_instance_masks,  # noqa: E402
                                      calibrate_sr, upsampling_effect)
 
@@ -49,20 +50,22 @@ def main(argv=None):
     from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("loss", choices=["gpl", "patch-mmd"])
+    parser.add_argument("loss", type=names.loss_name, choices=names.LOSSES,
+                        help="random_cnn or patch_mmd (earlier spellings gpl, patch-mmd are accepted)")
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="label map (segmentation, default 512 1024) or ground-truth crop (sr, default 96 96)")
+                        help="label map (segmentation, default 512 1024) or ground-truth crop (restoration, default 96 96)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--target-ratio", type=float, default=0.33)
     parser.add_argument("--loss-options", nargs="+", action=DictAction, default={})
-    parser.add_argument("--task", choices=["segmentation", "instance-masks", "sr"], default="segmentation")
-    parser.add_argument("--scale", type=int, default=4, help="SR scale factor (--task sr)")
+    parser.add_argument("--task", type=names.task_name, choices=names.TASKS, default="segmentation",
+                        help="earlier spellings sr, instance-masks are accepted")
+    parser.add_argument("--scale", type=int, default=4, help="SR scale factor (--task restoration)")
     parser.add_argument("--num-rois", type=int, default=64, help="instance masks: ROIs in the batch")
     parser.add_argument("--upsample", type=int, nargs="*", default=[],
                         help="instance masks: upsampling factors of the 28x28 masks to compare")
     args = parser.parse_args(argv)
-    if args.task == "sr":
+    if args.task == "restoration":
         rows = calibrate_sr(args.loss, args.scale, args.size or (96, 96), args.loss_options)
         print("| quality | L1 | loss | gradient-norm ratio |\n|---|---|---|---|")
         for r in rows:
@@ -70,7 +73,7 @@ def main(argv=None):
         print(f"suggested loss_weight: {args.target_ratio / rows[-1]['grad_ratio']:.3g} "
               f"(gradient {args.target_ratio} x L1's at quality {SR_QUALITIES[-1]})")
         return rows
-    if args.task == "instance-masks":
+    if args.task == "instance_masks":
         rows = calibrate_instance_masks(args.loss, args.num_rois, args.loss_options)
         if args.upsample:
             print("| upsampling | shift / offset (disc, bar, box) | gradient share on the boundary "
@@ -89,6 +92,7 @@ def main(argv=None):
     at = -1 if args.task == "segmentation" else 1
     print(f"suggested loss_weight: {args.target_ratio / rows[at]['grad_ratio']:.3g} "
           f"(gradient {args.target_ratio} x cross-entropy's at quality {QUALITIES[at]:.0f})")
+    return rows
 
 
 if __name__ == "__main__":

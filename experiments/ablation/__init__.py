@@ -1,6 +1,6 @@
 """Ablation of the losses' settings on the demo's offline tasks (``tools/ablate.py``).
 
-    python tools/ablate.py {segmentation,super_resolution} [--loss gpl|patch_mmd|both] [--seeds 3]
+    python tools/ablate.py {segmentation,super_resolution} [--loss random_cnn|patch_mmd|both] [--seeds 3]
         [--iters N] [--parallel 2] [--out ablation_report] [--arms NAME ...] [--quick]
 
 ``arms`` holds the table of variants (``ABLATIONS``: settings as data, over ``TASK_DEFAULTS``) and checks

@@ -10,6 +10,7 @@ import time
 import torch
 
 from randperc_plugins.compare import load_arms, write_report
+from randperc_plugins.losses import names
 
 from ..demo import with_overrides
 from ..demo.runs import train_all
@@ -18,7 +19,12 @@ from .stages import STAGES, config_line
 from .table import ablation_rows, markdown_table, weight_table, write_csv
 from .weights import calibrated_weights
 
-LOSS_CHOICES = {"gpl": ("random_cnn",), "patch_mmd": ("patch_mmd",), "both": ("random_cnn", "patch_mmd")}
+LOSS_CHOICES = {"random_cnn": ("random_cnn",), "patch_mmd": ("patch_mmd",), "both": ("random_cnn", "patch_mmd")}
+
+
+def _loss_choice(value: str) -> str:
+    """A core loss's name (an earlier spelling such as ``gpl`` warns) or ``both``."""
+    return value if value == "both" else names.loss_name(value, "--loss")
 
 
 def parse_args(argv=None):
@@ -28,8 +34,8 @@ def parse_args(argv=None):
                     "framework's runner beside the baseline over the same seeds, at a loss_weight giving "
                     "the default arm's gradient share, and is compared with tools/compare.py's code.")
     parser.add_argument("task", choices=sorted(STAGES))
-    parser.add_argument("--loss", choices=sorted(LOSS_CHOICES), default="both",
-                        help="which loss's arms (default both)")
+    parser.add_argument("--loss", type=_loss_choice, choices=sorted(LOSS_CHOICES), default="both",
+                        help="which loss's arms (default both; the earlier spelling gpl is accepted)")
     parser.add_argument("--seeds", type=int, help="seeds per arm, at least 3 (Welch's interval; default 3)")
     parser.add_argument("--iters", type=int, help="training iterations per run (default: the demo's, "
                                                   "segmentation 100, super-resolution 300)")

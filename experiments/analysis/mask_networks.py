@@ -5,7 +5,7 @@ and how close each one's gradient is to the full-width network's.
 
 For each candidate network (:data:`CANDIDATES`: VGG-19's first three stages at full, half, quarter
 and eighth width; the instance-mask task's other settings), on the toy COCO-shape ROI targets of
-``tools/calibrate_loss_weight.py --task instance-masks`` (logits ``q * (2 target - 1) + 2 * smooth
+``tools/calibrate_loss_weight.py --task instance_masks`` (logits ``q * (2 target - 1) + 2 * smooth
 noise``):
 
 * ``GFLOP``: forward and backward at 256 ROIs (``torch.utils.flop_counter``; deterministic);
@@ -77,9 +77,9 @@ def rows(seeds: int = 3, num_rois: int = 64, candidates: Dict[str, tuple] = None
     ref_grads = {q: _grad(reference, logits[q], target) for q in QUALITIES}
     out = []
     for name, widths in candidates.items():
-        cal = calibration.calibrate_instance_masks("gpl", num_rois, {**_settings(widths)})
+        cal = calibration.calibrate_instance_masks("random_cnn", num_rois, {**_settings(widths)})
         ratio = cal[1]["grad_ratio"]
-        effect = calibration.upsampling_effect("gpl", (1,), _settings(widths))[0]
+        effect = calibration.upsampling_effect("random_cnn", (1,), _settings(widths))[0]
         cosines = {q: [] for q in QUALITIES}
         for seed in range(seeds):
             loss = RandomCNNPerceptualLoss(**_settings(widths, seed))

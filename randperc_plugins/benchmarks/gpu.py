@@ -1,6 +1,6 @@
 """Every task default's cost on one GPU: each framework model's train step alone and with each loss.
 
-    python tools/benchmark.py gpu [--out DIR] [--tasks segmentation sr masks] [--budget-s 270]
+    python tools/benchmark.py gpu [--out DIR] [--tasks segmentation instance_masks restoration] [--budget-s 270]
     python tools/benchmark.py gpu --cpu-flops [--out DIR]     # the same table in FLOPs, on the CPU
     python tools/benchmark.py gpu --quick --device cpu        # toy sizes (what the tests run)
 
@@ -49,13 +49,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import PatchMMDLoss, RandomCNNPerceptualLoss, random_cnn as random_cnn_module
+from ..losses import names
 from ..losses.random_cnn import VGG19_WIDTHS
 from ..losses.tasks import (ROI_BUCKET, instance_mask_inputs, per_roi_in_buckets, restoration_inputs,
                             segmentation_inputs, task_defaults)
 from .common import format_table
 
-TASKS = ("segmentation", "sr", "masks")
-TASK_KEYS = {"segmentation": "segmentation", "sr": "restoration", "masks": "instance_masks"}
+TASKS = names.TASKS
 STEP_COLUMNS = ["task", "model", "variant", "cudnn.benchmark", "step ms", "ratio to step",
                 "peak MiB", "memory ratio", "host syncs / step", "ROIs / step", "error"]
 LOSS_COLUMNS = ["task", "loss", "setting", "shape", "loss ms", "ratio to step", "ratio to VGG",
@@ -224,9 +224,9 @@ def _imports(module: str) -> bool:
 def core_loss(task: str, loss: str, roi_buckets: bool = True, **overrides) -> nn.Module:
     """The core loss at ``task``'s defaults (with ``overrides``), ``validate_args=False``; for masks
     called per ROI in the adapters' buckets (:func:`per_roi_in_buckets`) unless ``roi_buckets=False``."""
-    settings = {**task_defaults(TASK_KEYS[task], loss), **overrides}
+    settings = {**task_defaults(task, loss), **overrides}
     cls = RandomCNNPerceptualLoss if loss == "random_cnn" else PatchMMDLoss
-    if task != "masks":
+    if task != "instance_masks":
         return cls(**settings, validate_args=False)
     return _PerROI(cls(**{**settings, "reduction": "none"}, validate_args=False), roi_buckets)
 
@@ -365,8 +365,8 @@ def _framework_step(fm, model, data, optimizer, flops):
 def sr_section(device, sizes: Sizes, flops: bool) -> Section:
     g = torch.Generator().manual_seed(0)
     n, lq, s = sizes.sr_batch, sizes.sr_lq, sizes.sr_scale
-    terms = {"step alone": None, "+ random-CNN": core_loss("sr", "random_cnn").to(device),
-             "+ patch-MMD": core_loss("sr", "patch_mmd").to(device), "+ VGG-19 (mmagic's)": VGGPerceptualLoss().to(device)}
+    terms = {"step alone": None, "+ random-CNN": core_loss("restoration", "random_cnn").to(device),
+             "+ patch-MMD": core_loss("restoration", "patch_mmd").to(device), "+ VGG-19 (mmagic's)": VGGPerceptualLoss().to(device)}
     use_mmagic = (_imports("mmagic") and not flops and not sizes.stand_ins and sizes.edsr_channels == 64
                   and sizes.edsr_blocks == 16)
     if use_mmagic:
@@ -395,7 +395,7 @@ def sr_section(device, sizes: Sizes, flops: bool) -> Section:
             optimizer.zero_grad(set_to_none=True)
         return step
 
-    return Section("sr", name, {k: make(t) for k, t in terms.items()}, cudnn_benchmark=False)
+    return Section("restoration", name, {k: make(t) for k, t in terms.items()}, cudnn_benchmark=False)
 
 
 def _det_targets(sizes: Sizes, seed: int, device):
@@ -457,8 +457,8 @@ def torchvision_mask_term(holder: dict):
 
 def masks_section(device, sizes: Sizes, flops: bool, holder: dict) -> Section:
     """torchvision's Mask R-CNN (mmdet's when it imports, outside FLOP counting)."""
-    terms = {"step alone": None, "+ random-CNN": core_loss("masks", "random_cnn").to(device),
-             "+ patch-MMD": core_loss("masks", "patch_mmd").to(device)}
+    terms = {"step alone": None, "+ random-CNN": core_loss("instance_masks", "random_cnn").to(device),
+             "+ patch-MMD": core_loss("instance_masks", "patch_mmd").to(device)}
     if _imports("mmdet") and not flops and not sizes.stand_ins:
         from . import _framework_models as fm
         from . import mmdet_step
@@ -471,7 +471,7 @@ def masks_section(device, sizes: Sizes, flops: bool, holder: dict) -> Section:
                        for k in range(sizes.det_batches)]
             steps[variant] = _cycling(lambda data, model=model, opt=_sgd(model.parameters()):
                                       _framework_step(fm, model, data, opt, flops)(), batches)
-        return Section("masks", "mmdet Mask R-CNN R50-FPN", steps)
+        return Section("instance_masks", "mmdet Mask R-CNN R50-FPN", steps)
     import torchvision
 
     h, w = sizes.det_size
@@ -500,7 +500,7 @@ def masks_section(device, sizes: Sizes, flops: bool, holder: dict) -> Section:
         seen = holder.get("rois", [])
         return statistics.median(seen) if seen else None
 
-    return Section("masks", "torchvision Mask R-CNN R50-FPN (stand-in for mmdet's / detectron2's)",
+    return Section("instance_masks", "torchvision Mask R-CNN R50-FPN (stand-in for mmdet's / detectron2's)",
                    {k: make(t) for k, t in terms.items()}, rois=rois, make_step=make)
 
 
@@ -527,7 +527,7 @@ def loss_inputs(task: str, sizes: Sizes, device):
         label = torch.randint(0, c, (n, h, w), generator=g).to(device)
         prepare = lambda: segmentation_inputs(logits, label, validate_args=False)  # noqa: E731
         leaf, shape = logits, (n, c, h, w)
-    elif task == "sr":
+    elif task == "restoration":
         side = sizes.sr_lq * sizes.sr_scale
         pred = torch.rand(sizes.sr_batch, 3, side, side, generator=g).to(device).requires_grad_()
         gt = torch.rand(sizes.sr_batch, 3, side, side, generator=g).to(device)
@@ -563,10 +563,10 @@ def loss_cases(task: str, device) -> Dict[str, tuple]:
     if device.type == "cuda":
         cases[("random-CNN", "default, NCHW")] = (core_loss(task, "random_cnn"), None, False)
         cases[("random-CNN", "default, bf16 autocast, NCHW")] = (core_loss(task, "random_cnn"), low, False)
-    if task == "masks":
+    if task == "instance_masks":
         cases[("random-CNN", "default, no ROI buckets")] = (
             core_loss(task, "random_cnn", roi_buckets=False), None, True)
-    if task == "sr":
+    if task == "restoration":
         cases[("VGG-19 (mmagic's)", "layer 34, L1")] = (VGGPerceptualLoss(), None, True)
     return {k: (m.to(device), a, cl) for k, (m, a, cl) in cases.items()}
 
@@ -587,7 +587,7 @@ def channels_last(on: bool):
 def _build_section(task, device, sizes, flops, holder):
     if task == "segmentation":
         return segmentation_section(device, sizes, flops)
-    if task == "sr":
+    if task == "restoration":
         return sr_section(device, sizes, flops)
     return masks_section(device, sizes, flops, holder)
 
@@ -713,12 +713,12 @@ def run(device: torch.device, sizes: Sizes, tasks=TASKS, flops: bool = False,
                     key = "step GFLOP"
                 else:
                     rows = step_rows(section, device, sizes, section.cudnn_benchmark, holder)
-                    if task == "masks" and device.type == "cuda":
+                    if task == "instance_masks" and device.type == "cuda":
                         # the same steps with cudnn.benchmark on (mmseg's default; users turn it on),
                         # with and without the ROI buckets of the random-CNN loss
                         extra = dict(section.steps)
                         if section.make_step is not None:
-                            no_buckets = core_loss("masks", "random_cnn", roi_buckets=False).to(device)
+                            no_buckets = core_loss("instance_masks", "random_cnn", roi_buckets=False).to(device)
                             extra["+ random-CNN, no ROI buckets"] = section.make_step(no_buckets)
                         if time.perf_counter() - start < budget_s:
                             rows += step_rows(section, device, sizes, True, holder, extra)
@@ -761,7 +761,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cpu-flops", action="store_true",
                         help="count FLOPs (forward + backward) on the CPU instead of timing")
     parser.add_argument("--quick", action="store_true", help="toy sizes and rounds (what the tests run)")
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", type=names.task_name, choices=TASKS, default=list(TASKS),
+                        help="tasks to run (earlier spellings sr, masks are accepted)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per variant (default 10)")
     parser.add_argument("--stand-ins", action="store_true",
                         help="the torchvision / plain-PyTorch stand-ins even where a framework imports")

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .utils import (UNIT_RANGE_TOLERANCE, as_weight_mask, check_image_pair, check_values,
                      compute_dtype)
+from . import names
 from .random_cnn import VGG19_HALF_WIDTHS, VGG19_QUARTER_WIDTHS, VGG19_WIDTHS
 
 __all__ = ["segmentation_inputs", "instance_mask_inputs", "restoration_inputs", "task_defaults",
@@ -37,7 +38,7 @@ ROI_BUCKET = 64
 #: term's gradient a stated fraction of the baseline loss's (``tools/calibrate_loss_weight.py``).
 TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # 19 classes (Cityscapes), nearly converged logits: the term's gradient on the logits is about a
-    # third of cross-entropy's at these weights (`calibrate_loss_weight.py {gpl,patch-mmd}
+    # third of cross-entropy's at these weights (`calibrate_loss_weight.py {random_cnn,patch_mmd}
     # --num-classes 19`: 0.81 and 0.4); 150 classes (ADE20K) need about 4.9 and 1.2. The random-CNN
     # loss with the core's layer balance `balance='init'` (release 0.2: none, weight 5.0): on the
     # demo's thin-structure task it beat the unbalanced loss in line IoU by +4.91 [+0.65, +9.17] and
@@ -51,7 +52,7 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # RGB in [0, 1]. At these weights the term's gradient on the prediction is about a third of L1's
     # (mmagic's pixel loss) for a bicubic prediction moved 80% of the way to the ground truth, on
     # 96x96 crops of four photographs (ratios 0.331-0.337 for the random CNN at x2 96x96 to x4 196x196;
-    # 0.33-0.37 for patch-MMD: `calibrate_loss_weight.py {gpl,patch-mmd} --task sr --scale S`). The
+    # 0.33-0.37 for patch-MMD: `calibrate_loss_weight.py {random_cnn,patch_mmd} --task restoration --scale S`). The
     # random-CNN loss with the core's `balance='init'` (release 0.2: none, weight 1.0): on the demo's
     # SR task it made no significant difference (PSNR -0.29 [-1.97, +1.38], 6 seeds), so the balance
     # that segmentation's evidence supports, and that makes every compared layer count, applies here
@@ -71,7 +72,7 @@ TASK_DEFAULTS: Dict[str, Dict[str, dict]] = {
     # 28x28 ROI masks of one foreground probability, compared as they are (not upsampled: upsampling
     # makes the term look less at where the boundary is, for 4x-16x the cost; see the mmdet adapter).
     # At these weights the term's gradient on the mask logits is about a third of the mask BCE's when
-    # that BCE is about 0.1 (`calibrate_loss_weight.py {gpl,patch-mmd} --task instance-masks`: gradient-
+    # that BCE is about 0.1 (`calibrate_loss_weight.py {random_cnn,patch_mmd} --task instance_masks`: gradient-
     # norm ratios 1.96 and 1.24 at weight 1). Core defaults otherwise (the random-CNN loss with the
     # core's `balance='init'`, not measured in training on this task; release 0.2: none, weight 1.2).
     # The random CNN is VGG-19's first three stages at a quarter width (a mask has one channel and 784
@@ -125,11 +126,7 @@ def task_defaults(task: str, loss: str, release: Optional[str] = None) -> dict:
     if release is not None and release not in RELEASED_TASK_DEFAULTS:
         raise ValueError(f"`release` must be None or one of {tuple(RELEASED_TASK_DEFAULTS)}, got {release!r}")
     table = TASK_DEFAULTS if release is None else RELEASED_TASK_DEFAULTS[release]
-    if task not in table:
-        raise ValueError(f"`task` must be one of {tuple(table)}, got {task!r}")
-    if loss not in table[task]:
-        raise ValueError(f"`loss` must be one of {tuple(table[task])}, got {loss!r}")
-    return copy.deepcopy(table[task][loss])
+    return copy.deepcopy(table[names.task_name(task)][names.loss_name(loss)])
 
 
 def _describe(t) -> str:

@@ -168,3 +168,18 @@ def test_roi_buckets_leave_each_rois_value_and_gradient_unchanged(loss, rois):
     if rois:
         (g_got,) = torch.autograd.grad(got.sum(), logits)
         torch.testing.assert_close(g_got, g_expected, rtol=1e-12, atol=1e-15)
+
+
+def test_one_name_per_loss_and_task_and_earlier_spellings_warn():
+    from randperc_plugins.losses import CORE_LOSSES, names
+
+    assert tuple(CORE_LOSSES) == names.LOSSES
+    assert set(tasks.TASK_DEFAULTS) == set(names.TASKS)
+    assert all(set(per_task) == set(names.LOSSES) for per_task in tasks.TASK_DEFAULTS.values())
+    with pytest.warns(FutureWarning, match="'sr' is an earlier spelling of 'restoration'"):
+        assert tasks.task_defaults("sr", "gpl") == tasks.task_defaults("restoration", "random_cnn")
+    with pytest.raises(ValueError, match=r"`task` must be one of \('segmentation', 'instance_masks', "
+                                         r"'restoration'\), got 'depth'"):
+        tasks.task_defaults("depth", "random_cnn")
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        tasks.task_defaults("segmentation", "vgg")

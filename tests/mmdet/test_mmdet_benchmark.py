@@ -22,10 +22,10 @@ def test_benchmark_gpu_takes_the_frameworks_own_models_where_they_import():
     pytest.importorskip("mmseg")
     from randperc_plugins.benchmarks import gpu
 
-    result = gpu.main(["--quick", "--device", "cpu", "--tasks", "segmentation", "masks", "--rounds", "1",
+    result = gpu.main(["--quick", "--device", "cpu", "--tasks", "segmentation", "instance_masks", "--rounds", "1",
                        "--budget-s", "100000"])
     models = {r["task"]: r["model"] for r in result["steps"]}
-    assert models == {"segmentation": "mmseg PSPNet-R50-D8", "masks": "mmdet Mask R-CNN R50-FPN"}
+    assert models == {"segmentation": "mmseg PSPNet-R50-D8", "instance_masks": "mmdet Mask R-CNN R50-FPN"}
     variants = {(r["task"], r["variant"]) for r in result["steps"] if not r.get("error")}
-    assert variants == {(t, v) for t in ("segmentation", "masks")
+    assert variants == {(t, v) for t in ("segmentation", "instance_masks")
                         for v in ("step alone", "+ random-CNN", "+ patch-MMD")}, result["steps"]

@@ -79,8 +79,17 @@ def test_main_refuses_a_bad_arm_before_training(tmp_path, monkeypatch):
     monkeypatch.setitem(arms_module.ABLATIONS, "segmentation",
                         {"random_cnn": {"gpl_bad": {"distance": "cosine"}}})
     with pytest.raises(SystemExit, match=r"ablate: ablation arm `gpl_bad`.*`distance`"):
-        cli.main(["segmentation", "--loss", "gpl", "--out", str(tmp_path / "out")])
+        cli.main(["segmentation", "--loss", "random_cnn", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_loss_takes_the_core_names_and_the_earlier_spelling_with_a_warning():
+    from experiments.ablation.cli import parse_args
+
+    assert parse_args(["segmentation", "--loss", "random_cnn"]).loss == "random_cnn"
+    assert parse_args(["segmentation"]).loss == "both"
+    with pytest.warns(FutureWarning, match="'gpl' is an earlier spelling of 'random_cnn'"):
+        assert parse_args(["segmentation", "--loss", "gpl"]).loss == "random_cnn"
 
 
 def test_seeds_below_three_are_refused(capsys):

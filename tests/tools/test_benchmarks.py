@@ -85,24 +85,24 @@ def test_benchmark_gpu_quick_on_the_cpu(tmp_path):
                        "--out", str(tmp_path)])
     steps = {(r["task"], r["variant"]): r for r in result["steps"]}
     expected = {("segmentation", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD")}
-    expected |= {("sr", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD", "+ VGG-19 (mmagic's)")}
-    expected |= {("masks", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD")}
+    expected |= {("restoration", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD", "+ VGG-19 (mmagic's)")}
+    expected |= {("instance_masks", v) for v in ("step alone", "+ random-CNN", "+ patch-MMD")}
     assert set(steps) == expected
     for row in steps.values():
         assert "error" not in row, row
         assert row["step ms"] > 0 and row["ratio to step"] > 0
         assert row["host syncs / step"] is None and row["peak MiB"] is None
     assert steps[("segmentation", "step alone")]["ratio to step"] == 1
-    assert steps[("masks", "+ random-CNN")]["ROIs / step"] > 0
+    assert steps[("instance_masks", "+ random-CNN")]["ROIs / step"] > 0
     losses = {(r["task"], r["loss"], r["setting"]): r for r in result["losses"]}
-    for task in ("segmentation", "sr", "masks"):
+    for task in ("segmentation", "restoration", "instance_masks"):
         for key in (("random-CNN", "default"), ("random-CNN", "full-width network"),
                     ("patch-MMD", "default"), ("random-CNN", "default, bf16 autocast")):
             row = losses[(task, *key)]
             assert "error" not in row, row
             assert row["loss ms"] > 0 and row["ratio to step"] > 0
-    assert losses[("sr", "VGG-19 (mmagic's)", "layer 34, L1")]["ratio to VGG"] == 1
-    assert ("masks", "random-CNN", "default, no ROI buckets") in losses
+    assert losses[("restoration", "VGG-19 (mmagic's)", "layer 34, L1")]["ratio to VGG"] == 1
+    assert ("instance_masks", "random-CNN", "default, no ROI buckets") in losses
     text = (tmp_path / "gpu.md").read_text()
     assert "| task | model | variant |" in text and "plain EDSR" in text
     assert json.loads((tmp_path / "gpu.json").read_text())["mode"] == "time"
@@ -111,23 +111,24 @@ def test_benchmark_gpu_quick_on_the_cpu(tmp_path):
 def test_benchmark_gpu_cpu_flops_quick(tmp_path):
     from randperc_plugins.benchmarks import gpu
 
-    result = gpu.main(["--cpu-flops", "--quick", "--tasks", "sr", "masks", "--budget-s", "100000",
-                       "--out", str(tmp_path)])
+    with pytest.warns(FutureWarning, match="'sr' is an earlier spelling of 'restoration'"):
+        result = gpu.main(["--cpu-flops", "--quick", "--tasks", "sr", "instance_masks", "--budget-s", "100000",
+                           "--out", str(tmp_path)])
     steps = {(r["task"], r["variant"]): r for r in result["steps"]}
-    for task, extra in (("sr", "+ VGG-19 (mmagic's)"), ("masks", "+ patch-MMD")):
+    for task, extra in (("restoration", "+ VGG-19 (mmagic's)"), ("instance_masks", "+ patch-MMD")):
         base = steps[(task, "step alone")]["step GFLOP"]
         assert base > 0
         # FLOPs are deterministic: a term only adds
         assert steps[(task, "+ random-CNN")]["step GFLOP"] > base
         assert steps[(task, extra)]["ratio to step"] >= 1
     losses = {(r["task"], r["loss"], r["setting"]): r for r in result["losses"]}
-    sr_new = losses[("sr", "random-CNN", "default")]["loss GFLOP"]
-    sr_old = losses[("sr", "random-CNN", "full-width network")]["loss GFLOP"]
+    sr_new = losses[("restoration", "random-CNN", "default")]["loss GFLOP"]
+    sr_old = losses[("restoration", "random-CNN", "full-width network")]["loss GFLOP"]
     assert 0 < sr_new < sr_old  # half width: about a quarter of the cost
     # quarter width: 1/16 of the cost per ROI; here the 16 ROIs are padded to a bucket of 64
-    masks_new = losses[("masks", "random-CNN", "default")]["loss GFLOP"]
-    masks_unpadded = losses[("masks", "random-CNN", "default, no ROI buckets")]["loss GFLOP"]
-    masks_old = losses[("masks", "random-CNN", "full-width network")]["loss GFLOP"]
+    masks_new = losses[("instance_masks", "random-CNN", "default")]["loss GFLOP"]
+    masks_unpadded = losses[("instance_masks", "random-CNN", "default, no ROI buckets")]["loss GFLOP"]
+    masks_old = losses[("instance_masks", "random-CNN", "full-width network")]["loss GFLOP"]
     assert masks_unpadded < masks_old / 10 and masks_new == pytest.approx(4 * masks_unpadded)
     assert (tmp_path / "cpu_flops.md").exists()
 

@@ -8,7 +8,7 @@ _base_ = 'mmagic::edsr/edsr_x2c64b16_1xb16-300k_div2k.py'
 # Loss weight 0.1: the term's gradient on the prediction is then 0.33 of L1's for a bicubic
 # x2 prediction moved 80% of the way to the ground truth, and 0.26 for the plain bicubic one,
 # on 96x96 crops of four photographs (measured with `python tools/calibrate_loss_weight.py
-# gpl --task sr --scale 2 --size 96 96`; our choice, the paper gives no weight for SR).
+# random_cnn --task restoration --scale 2 --size 96 96`; our choice, the paper gives no weight for SR).
 # Its layers are balanced (the core's default `balance='init'`); release 0.2's term is
 # `perceptual=dict(loss_weight=1.0, balance='none')`.
 model = dict(

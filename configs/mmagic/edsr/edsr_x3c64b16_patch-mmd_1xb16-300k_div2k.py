@@ -8,7 +8,7 @@ _base_ = 'mmagic::edsr/edsr_x3c64b16_1xb16-300k_div2k.py'
 # Loss weight 0.1: the term's gradient on the prediction is then 0.35 of L1's for a bicubic
 # x3 prediction moved 80% of the way to the ground truth, and 0.27 for the plain bicubic one,
 # on 144x144 crops of four photographs (measured with `python tools/calibrate_loss_weight.py
-# patch-mmd --task sr --scale 3 --size 144 144`; our choice, the paper gives no weight for SR).
+# patch_mmd --task restoration --scale 3 --size 144 144`; our choice, the paper gives no weight for SR).
 # Patch-MMD compares 7x7 patches, each with its per-channel mean removed (the restoration default,
 # `normalize='channel_mean'`, chosen by the README's ablation), through random Fourier features
 # (`method='auto'`: a crop has thousands of patches; loss within about 1% of the exact MMD, README).

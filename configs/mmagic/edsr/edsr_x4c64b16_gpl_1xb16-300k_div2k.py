@@ -8,7 +8,7 @@ _base_ = 'mmagic::edsr/edsr_x4c64b16_1xb16-300k_div2k.py'
 # Loss weight 0.1: the term's gradient on the prediction is then 0.34 of L1's for a bicubic
 # x4 prediction moved 80% of the way to the ground truth, and 0.24 for the plain bicubic one,
 # on 196x196 crops of four photographs (measured with `python tools/calibrate_loss_weight.py
-# gpl --task sr --scale 4 --size 196 196`; our choice, the paper gives no weight for SR).
+# random_cnn --task restoration --scale 4 --size 196 196`; our choice, the paper gives no weight for SR).
 # Its layers are balanced (the core's default `balance='init'`); release 0.2's term is
 # `perceptual=dict(loss_weight=1.0, balance='none')`.
 model = dict(

@@ -9,7 +9,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 # Loss weight 0.17: on 28x28 ROI masks whose binary cross-entropy is about 0.1 (the mask loss of a
 # trained Mask R-CNN is about 0.2), this makes the term's gradient on the mask logits about a third of
 # the cross-entropy's, and about a tenth of it for an untrained head (measured with
-# `python tools/calibrate_loss_weight.py gpl --task instance-masks`: gradient-norm ratio 1.96 at
+# `python tools/calibrate_loss_weight.py random_cnn --task instance_masks`: gradient-norm ratio 1.96 at
 # weight 1; our choice, the paper gives no weight for Mask R-CNN). The ROI masks go through the random
 # network at 28x28, not upsampled (why: randperc_plugins/mmdet.py), its layers balanced (the core's
 # default `balance='init'`); release 0.2's term is `perceptual=dict(loss_weight=1.2, balance='none')`.

@@ -9,7 +9,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_ms-poly-3x_coco.py'
 # Loss weight 0.27: on 28x28 ROI masks whose binary cross-entropy is about 0.1 (the mask loss of a
 # trained Mask R-CNN is about 0.2), this makes the term's gradient on the mask logits about a third of
 # the cross-entropy's, and about a tenth of it for an untrained head (measured with
-# `python tools/calibrate_loss_weight.py patch-mmd --task instance-masks`: gradient-norm ratio 1.24 at
+# `python tools/calibrate_loss_weight.py patch_mmd --task instance_masks`: gradient-norm ratio 1.24 at
 # weight 1; our choice). 7x7 patches (the core default) of each 28x28 ROI mask, not upsampled.
 model = dict(
     roi_head=dict(

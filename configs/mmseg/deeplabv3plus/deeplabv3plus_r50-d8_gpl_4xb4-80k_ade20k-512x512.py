@@ -7,7 +7,7 @@ _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py'
 
 # Loss weight 5.0: with 150 classes, this makes the perceptual term's gradient on the logits about a
 # third of cross-entropy's for a nearly converged prediction, and a small fraction of it early in training
-# (measured with `python tools/calibrate_loss_weight.py gpl --num-classes 150 --size 512 512`; our choice,
+# (measured with `python tools/calibrate_loss_weight.py random_cnn --num-classes 150 --size 512 512`; our choice,
 # the paper gives no weight). Resolution: the decode head compares softmax probabilities with the one-hot
 # label at the label's resolution; the random network sees them area-resized to at most 256 pixels on
 # the longer side (`max_size`, the core default), which keeps the term's cost to a few percent of the

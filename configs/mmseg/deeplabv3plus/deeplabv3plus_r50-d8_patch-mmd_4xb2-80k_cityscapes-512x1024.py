@@ -7,7 +7,7 @@ _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024
 
 # Loss weight 0.4: with 19 classes, this makes the patch-MMD term's gradient on the logits about a
 # third of cross-entropy's for a nearly converged prediction (measured with `python
-# tools/calibrate_loss_weight.py patch-mmd --num-classes 19 --size 512 1024`; our choice, the paper gives
+# tools/calibrate_loss_weight.py patch_mmd --num-classes 19 --size 512 1024`; our choice, the paper gives
 # no weight). Resolution: probabilities and one-hot labels are area-resized to at most 128 pixels on the
 # longer side (`max_size`, the mmseg adapter's default) and compared as distributions of 3x3 patches
 # with random features: about 8k patches per crop, a few percent of the train step (README, Benchmarks).

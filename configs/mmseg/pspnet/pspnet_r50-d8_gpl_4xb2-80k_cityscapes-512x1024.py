@@ -7,7 +7,7 @@ _base_ = 'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
 
 # Loss weight 0.8: with 19 classes, this makes the perceptual term's gradient on the logits about a
 # third of cross-entropy's for a nearly converged prediction, and a small fraction of it early in training
-# (measured with `python tools/calibrate_loss_weight.py gpl --num-classes 19 --size 512 1024`; our choice,
+# (measured with `python tools/calibrate_loss_weight.py random_cnn --num-classes 19 --size 512 1024`; our choice,
 # the paper gives no weight). Resolution: the decode head compares softmax probabilities with the one-hot
 # label at the label's resolution; the random network sees them area-resized to at most 256 pixels on
 # the longer side (`max_size`, the core default), which keeps the term's cost to a few percent of the
