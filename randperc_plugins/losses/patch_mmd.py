@@ -289,111 +289,14 @@ def patch_mmd(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     within-set term is taken as 0. With ``levels > 1`` the same is computed on a pyramid of 2x2
     average-pooled images, :math:`\sum_l \lambda_l \mathrm{MMD}^2_l`.
 
-    Local windows (``window_size`` :math:`= s`, ``window_stride`` :math:`= t`, default
-    :math:`\lfloor s/2 \rfloor`): the distance Amir and Weiss' abstract describes is between *local*
-    patch distributions, and the code that continues their work averages the MMD over 32x32 windows
-    at stride 16. Here the MMD² of a level is then the mean over its windows :math:`w` (the same place
-    in ``pred`` and ``target``, which must then have the same size) of the MMD² between the patches
-    lying inside :math:`w`, at ``stride`` from the window's corner:
-
-    .. math::
-
-        \mathrm{MMD}^2_l = \frac{1}{|W'|} \sum_{w \in W'} \mathrm{MMD}^2(P_w, Q_w),
-
-    where :math:`W'` holds the windows in which both sides keep a valid patch (a sample without any
-    gives 0, with a zero gradient). Windows start every :math:`t` pixels, and where the last one stops
-    short of the far edge one more window is placed flush with it: every pixel is covered, every
-    window holds the same number of patches, and no window holds invented pixels (the continuing
-    work pads by reflection instead, which repeats the border patches and would need masks
-    reflected too). A side no longer than :math:`s` is one window. The windows keep their size in
-    pixels at every pyramid level, so a coarser level compares the same number of patches over a
-    region twice as wide, the way a CNN's receptive field grows with depth (halving the window with
-    the level would leave 7x7 patches almost no room in 32x32 windows after two levels).
-
-    Patch normalisation (``normalize``): ``'mean'`` subtracts from each patch vector the mean of its
-    :math:`C k^2` entries, ``'channel_mean'`` from each channel the mean of its :math:`k^2` values
-    (invariance to a local brightness change, or a local colour cast); in the continuing work's own
-    2AFC runs on BAPPS, channel-mean normalisation of 3x3 patches raised the agreement with people
-    from 0.688 to 0.763 (0.704 for ``'mean'``). The default bandwidths stay those of raw patches.
-
-    An image (or a pyramid level, after ``max_size``) smaller than one patch along a side is
-    replicate-padded at the bottom and right to one patch (its mask too), so it gives a finite value
-    and a gradient (the padded pixels' gradient reaches the edge pixels they repeat).
-
-    Amir and Weiss (CVPR 2021) prove that this MMD is the perceptual distance of an infinitely wide
-    random CNN. Defaults: 7x7 patches at stride 1, no patch normalisation, a sum of 4 Gaussian
-    kernels with :math:`\sigma = (0.1, 0.05, 0.025, 0.01)\, k^2` (:func:`default_sigmas`) with equal
-    weights, biased estimator, one level: the exact setting of the code that continues their work
-    (github.com/ariel415el/PerceptualLossExperiments), which the paper itself does not pin down.
-    These bandwidths are meant for images in ``[0, 1]`` (and probabilities); with 7x7 RGB patches,
-    distances between patches of a natural image are of order 1 to 10, the range they cover. On a
-    textured photograph they rank a 1-pixel translation far below a blur or a noise of the same L2
-    distance (see the tests).
-
-    Kernel ``'random_cnn'``: instead of the Gaussians, the kernel that the theorem's network induces.
-    A random CNN of ``depth`` :math:`L` ReLU layers, a ``k x k`` convolution (fan-in :math:`d`) then
-    :math:`L - 1` 1x1 convolutions of width :math:`W`, Kaiming-normal weights (variance
-    :math:`2/\mathrm{fan\_in}`), no bias, then global average pooling over the (unpadded) image, has
-    the perceptual distance :math:`\lVert \bar\phi(P) - \bar\phi(Q)\rVert^2 / W`. As
-    :math:`W \to \infty`, :math:`\phi(p)\cdot\phi(q) / W \to K(p, q)` with
-
-    .. math::
-
-        K(p, q) = \frac{|p|\,|q|}{d}\, H(c), \quad c = \frac{p\cdot q}{|p|\,|q|}, \quad
-        h(c) = \frac{\sqrt{1 - c^2} + (\pi - \arccos c)\, c}{\pi}, \quad H = h^{\circ L},
-
-    the order-1 arc-cosine kernel (Cho and Saul, NeurIPS 2009) composed once per layer, and the
-    distance tends to the biased MMD² above with :math:`k = K` (Amir and Weiss' theorem for this
-    network). :math:`K(p, p) = |p|^2 / d` is not constant and :math:`K` is not translation invariant:
-    the scale and offset of the images matter (centred images spread the patches' angles). The
-    gradient uses :math:`h'(c) = (\pi - \arccos c)/\pi` (bounded); a zero patch (a black region) gets
-    a finite value and gradient. ``depth`` defaults to 7 (``DEFAULT_RANDOM_CNN_DEPTH``): the code
-    that continues Amir and Weiss' work uses a 3x3 convolution and six 1x1 convolutions; that each
-    has its ReLU is our reading of it. ``sigmas`` and ``sigma_weights`` do not apply (an error).
-    ``'unbiased'`` subtracts the exact diagonal :math:`\sum_i a_i^2 |p_i|^2 / d`.
-
-    Methods:
-
-    * ``'exact'``: all kernel sums, computed in ``block_size x block_size`` blocks by a custom
-      autograd Function whose backward pass recomputes the blocks: memory
-      :math:`O(N L d + N\,\mathrm{block}^2)` forward and backward, time :math:`O(N L^2 d)`. With
-      windows, the windows of all samples are patch sets of a larger batch, in groups such that one
-      pass holds at most :math:`N\,\mathrm{block}^2` kernel values; their patches take about
-      :math:`(s/t)^2` times those of the whole image (4 at the default stride): memory stays linear in
-      the number of pixels, and time falls to :math:`O(N L s^2 d\,(s/t)^2)`.
-    * ``'random_features'``: random Fourier features (Rahimi and Recht, 2007) in cos/sin pairs,
-      :math:`z_s(p) = \sqrt{w_s / F}\,[\cos(W_s^\top p), \sin(W_s^\top p)]` with ``F =
-      ceil(num_features / 2)`` frequencies per bandwidth, the columns of :math:`W_s` marginally
-      :math:`\mathcal N(0, \sigma_s^{-2} I)` and orthogonal in blocks of ``d`` (orthogonal random
-      features, Yu et al., NeurIPS 2016), and :math:`\mathrm{MMD}^2 \approx \lVert \bar z(P) -
-      \bar z(Q)\rVert^2`, unbiased over the draw: time :math:`O(N L F S d)`. With windows, the
-      feature means are taken per window (the patches of overlapping windows are featurised once per
-      window, about :math:`(s/t)^2` times the work). As
-      :math:`\lVert z(p)\rVert^2 = \sum_s w_s` exactly, the kernel's diagonal, the unbiased form
-      subtracts it exactly. The relative error falls roughly as :math:`1/\sqrt{F}`, and no orthogonality
-      lowers it much for the narrow default bandwidths: their frequencies are high against the spread
-      of natural patches, so each frequency's term is roughly exponentially distributed. Features come
-      from a local CPU generator seeded with ``seed``
-      (the global RNG is untouched, every rank draws the same) and are cached; ``redraw=True`` draws
-      new ones at each call from ``generator``, or, without one, from a process-wide generator per
-      ``seed`` (identical on ranks that call in step).
-    * ``'auto'``: per pyramid level, ``'exact'`` while the larger patch set (of a window, with
-      windows) holds at most
-      ``AUTO_EXACT_RATIO * num_features * len(sigmas)`` patches (0.1 * 1024 * 4 = 409 with the
-      defaults, e.g. images up to 26x26 with 7x7 patches), ``'random_features'`` above: about the
-      size at which the two cost the same on the CPU. With ``kernel='random_cnn'`` the random
-      features are the finite network itself, :math:`z(p) = \mathrm{relu}(W_L^\top \cdots
-      \mathrm{relu}(W_1^\top p)) / \sqrt{F}` with ``F = num_features`` channels per layer, drawn and
-      cached like the Fourier features (``redraw`` honoured); it costs :math:`F (d + (L - 1) F)`
-      products per patch, so ``'auto'`` switches to it only for many patches
-      (``AUTO_RANDOM_CNN_RATIO``). Its error falls as :math:`1/\sqrt F`; ``'unbiased'``
-      subtracts the exact diagonal, the expectation of :math:`|z(p)|^2`, so it stays unbiased over
-      the draw.
-
-    Everything is computed in float32 (float64 for float64 inputs, or as ``accumulate_dtype`` asks)
-    with autocast disabled: float16 or bfloat16 inputs are upcast before the
-    :math:`\lVert a\rVert^2 + \lVert b\rVert^2 - 2a\cdot b` products, which cancel catastrophically in
-    half precision.
+    Local windows (``window_size``, ``window_stride``) average the MMD² over windows at the same place
+    in both images; ``normalize`` removes each patch's (or each channel's) mean; ``kernel='random_cnn'``
+    is the arc-cosine kernel of an infinitely wide random ReLU CNN of ``depth`` layers; ``method``
+    chooses exact blocked sums, random features, or (``'auto'``) by patch count. Images smaller than a
+    patch are replicate-padded to one. Everything is computed in float32 (float64 for float64 inputs,
+    or as ``accumulate_dtype`` asks) with autocast disabled. The defaults (7x7 patches, four Gaussian
+    bandwidths :func:`default_sigmas`, for images in ``[0, 1]``), the windows, the kernel and the
+    methods are explained in the documentation, docs/losses.md ("Patch-MMD in detail").
 
     Args:
         pred: images ``(N, C, H, W)``, floating point.
