@@ -20,18 +20,8 @@ of each positive ROI. It logs what comes back as ``loss_mask``.
   part is also logged under its own name (``loss_mask_ce`` and the term's ``loss_name``) through
   :func:`randperc_plugins.openmmlab.log_loss_term`, without patching mmdet.
 
-The 28x28 ROI masks go through the random network as they are, not upsampled: measured on a disc, a
-diagonal bar 3 pixels wide and a box (``tools/calibrate_loss_weight.py random_cnn --task instance_masks
---upsample 1 2 4``), the term's increase for a one-pixel boundary shift, relative to its increase for a
-uniform loss of confidence (0.05/0.95 -> 0.2/0.8 everywhere), is 0.68-0.81 at 28x28 but 0.45-0.66
-upsampled 2x and 0.39-0.59 upsampled 4x (the random-CNN loss at its default, layers balanced; release
-0.2's unbalanced loss: 0.70-0.88, 0.41-0.61, 0.33-0.53). Upsampling makes the mask smoother at the
-network's scale, so the term looks *less* at where the boundary is (what it is added for) while costing
-4x or 16x the compute; the share of its gradient within one pixel of the boundary (20% of the pixels)
-falls from 0.60-0.87 to 0.54-0.80 (2x) and 0.51-0.75 (4x). Patch-MMD compares distributions of patches, which a pure
-shift of a mask leaves unchanged (ratio 0.00-0.02 at any scale): it penalises wrong shapes and blurred
-edges, not misplaced ones; its gradient's share on the boundary also falls when upsampled (0.26-0.62 ->
-0.25-0.42).
+The 28x28 ROI masks go through the losses as they are, not upsampled (why, with the measurements:
+docs/mmdet.md, "Masks at 28x28").
 
 A batch without positive ROIs (``R = 0``) gives a finite 0 with a gradient; mmdet itself does not call
 ``loss_mask`` then. The loss modules own no parameter and no persistent buffer, so a checkpoint keeps

