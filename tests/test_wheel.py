@@ -224,3 +224,12 @@ def test_copied_config_trains_with_mmsegs_own_train_script(installed):
     checkpoint = work / "work_dir" / "iter_1.pth"
     assert checkpoint.is_file()
     checkpoint.unlink()  # ~390 MB of PSPNet-R50 weights, read by nothing after this
+
+
+def test_console_scripts_run_the_products_tools(installed):
+    python, outside, _, _ = installed
+    bin_dir = Path(python).parent
+    out = _run([bin_dir / "randperc-benchmark", "--help"], cwd=outside)
+    assert "patch-mmd-exact" in out and "    gpu " in out
+    assert "--ci" in _run([bin_dir / "randperc-compare", "--help"], cwd=outside)
+    assert "list" in _run([bin_dir / "randperc-configs", "--help"], cwd=outside)

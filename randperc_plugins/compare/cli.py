@@ -49,3 +49,9 @@ def main(argv=None) -> dict:
         print(line)
     print(f"report written to {args.out}/ (compare.md, metrics.csv, curves/)")
     return result
+
+
+def console_main() -> int:
+    """``randperc-compare``: :func:`main` with the exit status a console script returns."""
+    main()
+    return 0
