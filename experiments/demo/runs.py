@@ -111,3 +111,16 @@ def train_all(jobs: List[TrainJob], parallel: int, desc: str, device: Optional[s
             cpu += future.result()[1]
             bar.update(1)
     return dict(wall_s=time.perf_counter() - start, cpu_s=cpu)
+
+
+def select_arms(arms: Dict[str, str], names: Optional[Sequence[str]]) -> Dict[str, str]:
+    """``arms`` (name -> config line, the baseline first) restricted to ``names``, in that order (None:
+    every arm); the baseline must come first."""
+    if names is None:
+        return dict(arms)
+    baseline = next(iter(arms))
+    unknown = [n for n in names if n not in arms]
+    if unknown or not names or names[0] != baseline:
+        raise ValueError(f"`arms` must name arms of {list(arms)}, the baseline {baseline!r} first, "
+                         f"got {tuple(names)!r}")
+    return {n: arms[n] for n in names}

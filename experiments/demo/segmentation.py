@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.seg_scenes import THIN_SCENE_CLASSES, THIN_SCENE_PALETTE, make_thin_scenes_dataset
-from .runs import TrainJob, costly_first, seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, costly_first, seeded_jobs, select_arms, train_all, write_arm_configs
 
 # A small FCN (ResNet-18-shaped, 8 channels wide, output stride 8) in mmseg's config format. Its data
 # root, iterations and seed come from --cfg-options.
@@ -109,12 +109,7 @@ def write_configs(root: str, size: int, arms: Optional[Dict[str, str]] = None,
 
 def selected_arms(names: Optional[Tuple[str, ...]]) -> Dict[str, str]:
     """``ARMS`` restricted to ``names`` (in that order; None: every arm)."""
-    if names is None:
-        return dict(ARMS)
-    unknown = [n for n in names if n not in ARMS]
-    if unknown or not names or names[0] != "ce":
-        raise ValueError(f"`arms` must name arms of {list(ARMS)}, the baseline 'ce' first, got {names!r}")
-    return {n: ARMS[n] for n in names}
+    return select_arms(ARMS, names)
 
 
 def prepare(work_root: str, settings: SegSettings,

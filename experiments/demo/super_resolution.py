@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.sr_photos import make_sr_dataset, skimage_photos
-from .runs import TrainJob, costly_first, seeded_jobs, train_all, write_arm_configs
+from .runs import TrainJob, costly_first, seeded_jobs, select_arms, train_all, write_arm_configs
 
 # mmagic's own EDSR x2 config, made small; its data roots, iterations and seed come from --cfg-options.
 MODEL_CONFIG = """\
@@ -78,12 +78,7 @@ def write_configs(root: str, settings: SRSettings, arms: Optional[Dict[str, str]
 
 def selected_arms(names: Optional[Tuple[str, ...]]) -> Dict[str, str]:
     """``ARMS`` restricted to ``names`` (in that order; None: every arm)."""
-    if names is None:
-        return dict(ARMS)
-    unknown = [n for n in names if n not in ARMS]
-    if unknown or not names or names[0] != "l1":
-        raise ValueError(f"`arms` must name arms of {list(ARMS)}, the baseline 'l1' first, got {names!r}")
-    return {n: ARMS[n] for n in names}
+    return select_arms(ARMS, names)
 
 
 def prepare(work_root: str, settings: SRSettings,
