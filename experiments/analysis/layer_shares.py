@@ -34,14 +34,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from randperc_plugins.losses import tasks
+from randperc_plugins.losses import names, tasks
 from randperc_plugins.losses.random_cnn import BALANCES, RandomCNNPerceptualLoss
 
 from . import task_inputs
 
-TASKS = ("sr", "segmentation", "instance_masks")
-#: Each task's key in :data:`randperc_plugins.losses.tasks.TASK_DEFAULTS`.
-TASK_KEYS = {"sr": "restoration", "segmentation": "segmentation", "instance_masks": "instance_masks"}
+#: The tasks (their names in :mod:`randperc_plugins.losses.names`), in the table's order.
+TASKS = ("restoration", "segmentation", "instance_masks")
 #: The rows of the table in docs/losses.md: init x balance.
 INITS = ("gpl", "kaiming")
 SR_SIZE = (96, 96)
@@ -74,7 +73,7 @@ def share_floor(num_layers: int) -> float:
 def _task_batch(task: str, seed: int = 0):
     """``(prediction leaf, loss inputs builder)`` for ``task``: the builder turns the leaf into the
     loss's ``(pred, target, weight)``."""
-    if task == "sr":
+    if task == "restoration":
         gt = task_inputs.photo_crops(SR_SIZE)
         leaf = task_inputs.sr_prediction(gt, task_inputs.bicubic_prediction(gt, SR_SCALE), SR_QUALITY)
         return leaf, lambda p: (p, gt, None)
@@ -92,9 +91,9 @@ def _task_batch(task: str, seed: int = 0):
 
 def _task_loss(task: str, settings: dict) -> RandomCNNPerceptualLoss:
     """The core loss with ``task``'s defaults, ``settings`` over them, weight 1."""
-    if task not in TASK_KEYS:
+    if task not in TASKS:
         raise ValueError(f"`task` must be one of {TASKS}, got {task!r}")
-    return RandomCNNPerceptualLoss(**{**tasks.task_defaults(TASK_KEYS[task], "random_cnn"), **settings,
+    return RandomCNNPerceptualLoss(**{**tasks.task_defaults(task, "random_cnn"), **settings,
                                       "loss_weight": 1.0})
 
 
@@ -110,7 +109,7 @@ def layer_shares(task: str, **settings) -> Dict[str, Dict[str, float]]:
         ``{layer: {'loss': share, 'grad': share}}`` in network order; each kind of share sums to 1.
 
     Example:
-        >>> shares = layer_shares("sr", init="kaiming", layers=("relu1_2", "relu2_2"))
+        >>> shares = layer_shares("restoration", init="kaiming", layers=("relu1_2", "relu2_2"))
         >>> list(shares), round(sum(s["loss"] for s in shares.values()), 6)
         (['relu1_2', 'relu2_2'], 1.0)
     """
@@ -153,8 +152,8 @@ def default_rows(tasks_: Sequence[str] = TASKS, **settings) -> List[dict]:
     ``default=True``; ``settings`` (e.g. other ``layers``) override them, as in :func:`share_rows`.
 
     Example:
-        >>> [(r["task"], r["counts"]) for r in default_rows(["sr"], layers=("relu1_2",))]
-        [('sr', True)]
+        >>> [(r["task"], r["counts"]) for r in default_rows(["restoration"], layers=("relu1_2",))]
+        [('restoration', True)]
     """
     return [_row(task, dict(settings), default=True) for task in tasks_]
 
@@ -182,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", type=names.task_name, choices=TASKS, default=list(TASKS),
+                        help="tasks (the earlier spelling sr is accepted)")
     parser.add_argument("--defaults", action="store_true",
                         help="one row per task at its default settings (not init x balance)")
     parser.add_argument("--inits", nargs="+", default=list(INITS))

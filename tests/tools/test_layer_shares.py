@@ -27,7 +27,7 @@ def test_docstring_examples_run():
 def test_shares_are_each_terms_value_and_gradient_norm_over_the_sums():
     pytest.importorskip("skimage")
     layers = ("relu1_1", "relu2_1")
-    shares = layer_shares.layer_shares("sr", init="kaiming", layers=layers)
+    shares = layer_shares.layer_shares("restoration", init="kaiming", layers=layers)
     # independently: each layer alone (layer_weights), its value and its gradient norm on the prediction
     gt = task_inputs.photo_crops(layer_shares.SR_SIZE)
     bicubic = task_inputs.bicubic_prediction(gt, layer_shares.SR_SCALE)
@@ -68,7 +68,7 @@ def test_defaults_gives_one_row_per_task_at_its_own_settings(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert [r["task"] for r in rows] == list(layer_shares.TASKS) and len(out) == 2 + len(rows)
     for row, line in zip(rows, out[2:]):
-        settings = tasks.task_defaults(layer_shares.TASK_KEYS[row["task"]], "random_cnn")
+        settings = tasks.task_defaults(row["task"], "random_cnn")
         assert row["balance"] == settings.get("balance", "init")  # the core's documented defaults
         assert row["init"] == settings.get("init", "gpl")
         assert line.startswith(f"| {row['task']} (default) | '{row['init']}' | '{row['balance']}' |")
