@@ -75,6 +75,7 @@ def test_bench_patch_mmd_exact_on_tiny_shapes(tmp_path, capsys):
 
 
 def test_benchmark_gpu_quick_on_the_cpu(tmp_path):
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 are torchvision's")
     # toy sizes, the stand-ins (torch + torchvision only), timed on the CPU: every row present, ratios
     # positive, the files written; CUDA-only columns (peak memory, host syncs) read n/a here
     import json
@@ -109,6 +110,7 @@ def test_benchmark_gpu_quick_on_the_cpu(tmp_path):
 
 
 def test_benchmark_gpu_cpu_flops_quick(tmp_path):
+    pytest.importorskip("torchvision", reason="the stand-in models and VGG-19 are torchvision's")
     from randperc_plugins.benchmarks import gpu
 
     with pytest.warns(FutureWarning, match="'sr' is an earlier spelling of 'restoration'"):
