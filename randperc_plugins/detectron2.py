@@ -109,7 +109,8 @@ def roi_mask_targets(instances: List[Instances], mask_side_len: int, device: tor
 
 
 class _MaskRCNNConvUpsampleHeadWithPerceptual(MaskRCNNConvUpsampleHead):
-    """Detectron2's conv-upsample mask head plus one perceptual term (the core loss ``core_loss``) on its mask logits."""
+    """Detectron2's conv-upsample mask head plus one perceptual term (the core loss ``core_loss``) on
+    its mask logits."""
 
     core_loss = ""       # key of the core loss in TASK_DEFAULTS (and losses.CORE_LOSSES)
     loss_key = "loss_mask"
