@@ -63,7 +63,8 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
-    has_d2 = importlib.util.find_spec("detectron2") is not None
+    # a submodule: the folder tests/detectron2 is on the path as a namespace package of that name
+    has_d2 = importlib.util.find_spec("detectron2.config") is not None
     skip_d2 = pytest.mark.skip(reason="detectron2 is not installed; build it from its source "
                                       "(see docs/getting_started.md, 'Detectron2')")
     for item in items:

@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.detectron2
 
-pytest.importorskip("detectron2")
+pytest.importorskip("detectron2.config")  # not the tests/detectron2 folder
 from randperc_plugins.compare import load_arms, read_run  # noqa: E402
 from randperc_plugins.compare.cli import main as compare_main  # noqa: E402
 from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 
 pytestmark = pytest.mark.detectron2
 
-pytest.importorskip("detectron2")
+pytest.importorskip("detectron2.config")  # not the tests/detectron2 folder
 from randperc_plugins.benchmarks import _detectron2_models as dm  # noqa: E402
 from randperc_plugins.detectron2 import (MaskRCNNConvUpsampleHeadWithGPL,  # noqa: E402
                                          MaskRCNNConvUpsampleHeadWithPatchMMD)

@@ -11,7 +11,7 @@ import torch
 
 pytestmark = pytest.mark.detectron2
 
-pytest.importorskip("detectron2")
+pytest.importorskip("detectron2.config")  # not the tests/detectron2 folder
 from experiments.datasets.coco_shapes import make_coco_dataset  # noqa: E402
 from randperc_plugins.benchmarks import _detectron2_models as dm  # noqa: E402
 from train_runs import FINAL_CHECKPOINT_ONLY, detectron2_datasets, detectron2_lazy_opts  # noqa: E402

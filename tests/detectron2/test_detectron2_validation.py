@@ -6,7 +6,7 @@ import torch
 
 pytestmark = pytest.mark.detectron2
 
-pytest.importorskip("detectron2")
+pytest.importorskip("detectron2.config")  # not the tests/detectron2 folder
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling.roi_heads.mask_head import ROI_MASK_HEAD_REGISTRY  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
