@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .losses import build_core_loss
 from .losses.tasks import task_defaults
-from .losses.utils import check_loss_weight, check_reduction, check_validate_args
+from .losses.utils import check_loss_weight, check_reduction, check_validate_args, reduce_per_sample
 
 __all__ = ["TermSettings", "term_settings", "PerceptualTerm", "reduce_per_sample_loss",
            "check_loss_name", "check_distinct_loss_names", "check_perceptual"]
@@ -115,14 +115,10 @@ def reduce_per_sample_loss(per_sample: Tensor, reduction: str, weight: Optional[
     batch size is a shape."""
     if weight is not None:
         per_sample = per_sample * weight.to(per_sample.dtype)
-    if reduction == "none":
-        return per_sample
-    if reduction == "sum":
-        return per_sample.sum()
-    if avg_factor is not None:
+    if reduction == "mean" and avg_factor is not None:
         # an avg_factor of 0 (no positive sample) gives 0, not Inf
         return per_sample.sum() / (avg_factor + torch.finfo(torch.float32).eps)
-    return per_sample.mean() if per_sample.shape[0] else per_sample.sum()
+    return reduce_per_sample(per_sample, reduction)
 
 
 class PerceptualTerm(nn.Module):
