@@ -17,12 +17,11 @@ README and in the docs are what the demo wrote.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from typing import Dict, Tuple
 
-from .report import TASKS, _fmt, _fmt_signed, comparisons, render_summary
+from .report import TASKS, comparisons, difference_cells, render_summary
 
 __all__ = ["START", "END", "HEADLINE_START", "HEADLINE_END", "PAGE", "README", "RESULTS", "PICTURES",
            "page_block", "headline_block", "current_block", "replace_block", "update"]
@@ -69,16 +68,9 @@ def headline_block(results: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for task, record in results["tasks"].items():
         for r in comparisons(task, record):
-            m, d = r["metric"], r["diff"]
-            if math.isfinite(d.low) and math.isfinite(d.high):
-                ci = (f"{_fmt_signed(task, m, d.value)} [{_fmt_signed(task, m, d.low)}, "
-                      f"{_fmt_signed(task, m, d.high)}]")
-            else:
-                ci = f"{_fmt_signed(task, m, d.value)} (no interval)"
-            lines.append(f"| {_SHORT.get(task, TASKS[task]['title'])} | {m} | `{r['arm']}` vs `{r['baseline']}` | "
-                         f"{_fmt(task, m, r['base'][0])} ± {_fmt(task, m, r['base'][1])} | "
-                         f"{_fmt(task, m, r['ours'][0])} ± {_fmt(task, m, r['ours'][1])} | {ci} | "
-                         f"{d.verdict()} |")
+            base, ours, ci = difference_cells(task, r)
+            lines.append(f"| {_SHORT.get(task, TASKS[task]['title'])} | {r['metric']} | `{r['arm']}` vs "
+                         f"`{r['baseline']}` | {base} | {ours} | {ci} | {r['diff'].verdict()} |")
     return "\n".join(lines) + "\n"
 
 

@@ -135,20 +135,24 @@ def regime_lines(results: dict) -> List[str]:
     return lines
 
 
+def difference_cells(task: str, r: dict) -> tuple:
+    """A comparison's ``(baseline mean ± std, arm mean ± std, difference [95% CI])`` as table cells."""
+    m, d = r["metric"], r["diff"]
+    if np.isfinite(d.low) and np.isfinite(d.high):
+        ci = f"{_fmt_signed(task, m, d.value)} [{_fmt_signed(task, m, d.low)}, {_fmt_signed(task, m, d.high)}]"
+    else:
+        ci = f"{_fmt_signed(task, m, d.value)} (no interval)"
+    return (f"{_fmt(task, m, r['base'][0])} ± {_fmt(task, m, r['base'][1])}",
+            f"{_fmt(task, m, r['ours'][0])} ± {_fmt(task, m, r['ours'][1])}", ci)
+
+
 def _answer_table(task: str, record: dict) -> List[str]:
     lines = ["| metric | arm | seeds | baseline (mean ± std) | arm (mean ± std) | Δ [95% CI] | verdict | "
              "better |", "|---|---|---|---|---|---|---|---|"]
     for r in comparisons(task, record):
-        m, d = r["metric"], r["diff"]
-        if np.isfinite(d.low) and np.isfinite(d.high):
-            ci = (f"{_fmt_signed(task, m, d.value)} [{_fmt_signed(task, m, d.low)}, "
-                  f"{_fmt_signed(task, m, d.high)}]")
-        else:
-            ci = f"{_fmt_signed(task, m, d.value)} (no interval)"
-        lines.append(f"| {m} | `{r['arm']}` vs `{r['baseline']}` | {r['seeds'][0]} / {r['seeds'][1]} | "
-                     f"{_fmt(task, m, r['base'][0])} ± {_fmt(task, m, r['base'][1])} | "
-                     f"{_fmt(task, m, r['ours'][0])} ± {_fmt(task, m, r['ours'][1])} | {ci} | "
-                     f"{d.verdict()} ({d.method}) | {r['better']} |")
+        base, ours, ci = difference_cells(task, r)
+        lines.append(f"| {r['metric']} | `{r['arm']}` vs `{r['baseline']}` | {r['seeds'][0]} / {r['seeds'][1]} | "
+                     f"{base} | {ours} | {ci} | {r['diff'].verdict()} ({r['diff'].method}) | {r['better']} |")
     return lines
 
 
