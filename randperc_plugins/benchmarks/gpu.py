@@ -338,21 +338,34 @@ def segmentation_section(device, sizes: Sizes, flops: bool) -> Section:
     terms = {"step alone": None, "+ random-CNN": core_loss("segmentation", "random_cnn").to(device),
              "+ patch-MMD": core_loss("segmentation", "patch_mmd").to(device)}
 
+    def forward():
+        logits = model(image)["out"]
+        return logits, F.cross_entropy(logits, label, ignore_index=255)
+
+    steps = _steps_with_terms(terms, model, forward,
+                              lambda logits: segmentation_inputs(logits, label, validate_args=False),
+                              optimizer, flops)
+    return Section("segmentation", "torchvision DeepLabV3-R50 (stand-in for PSPNet-R50)", steps,
+                   cudnn_benchmark=True)
+
+
+def _steps_with_terms(terms: dict, model: nn.Module, forward: Callable[[], tuple],
+                      task_inputs: Callable, optimizer, flops: bool) -> Dict[str, Callable[[], None]]:
+    """One train step per variant of ``terms`` (name -> added term or None): ``forward()`` gives the
+    prediction and the baseline loss, the term is added on ``task_inputs(prediction)``."""
     def make(term):
         def step():
             model.train()
-            logits = model(image)["out"]
-            loss = F.cross_entropy(logits, label, ignore_index=255)
+            pred, loss = forward()
             if term is not None:
-                loss = loss + term(*segmentation_inputs(logits, label, validate_args=False))
+                loss = loss + term(*task_inputs(pred))
             loss.backward()
             if not flops:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return step
 
-    name = "torchvision DeepLabV3-R50 (stand-in for PSPNet-R50)"
-    return Section("segmentation", name, {k: make(t) for k, t in terms.items()}, cudnn_benchmark=True)
+    return {k: make(t) for k, t in terms.items()}
 
 
 def _framework_step(fm, model, data, optimizer, flops):
@@ -382,20 +395,13 @@ def sr_section(device, sizes: Sizes, flops: bool) -> Section:
     lq_img = F.avg_pool2d(gt, s)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
 
-    def make(term):
-        def step():
-            net.train()
-            pred = net(lq_img)
-            loss = F.l1_loss(pred, gt)
-            if term is not None:
-                loss = loss + term(*restoration_inputs(pred, gt, validate_args=False))
-            loss.backward()
-            if not flops:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return step
+    def forward():
+        pred = net(lq_img)
+        return pred, F.l1_loss(pred, gt)
 
-    return Section("restoration", name, {k: make(t) for k, t in terms.items()}, cudnn_benchmark=False)
+    steps = _steps_with_terms(terms, net, forward,
+                              lambda pred: restoration_inputs(pred, gt, validate_args=False), optimizer, flops)
+    return Section("restoration", name, steps, cudnn_benchmark=False)
 
 
 def _det_targets(sizes: Sizes, seed: int, device):
